@@ -1,0 +1,3 @@
+from specman.cli import main
+
+main()
