@@ -1,0 +1,1 @@
+"""Test suite for specman (real components: see tests/fixtures and tests/conftest.py)."""

@@ -1,0 +1,159 @@
+"""Pytest fixtures over real components: docker-registry (plain / TLS+htpasswd / token), a token server, a fault proxy.
+
+Session-scoped processes are per xdist worker (each worker has its own ``tmp_path_factory``).  Tests must not
+change shared state they do not own: call ``registry.token_server.reset()`` before asserting on token counters, and
+use ``registry_factory`` for a registry you restart, reconfigure or fill with many artifacts.
+Missing binaries fail (not skip) with the ``apt-get install`` line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fixtures.certs import Certs, make_certs, make_wrong_ca
+from tests.fixtures.faultproxy import FaultProxy
+from tests.fixtures.registry import Mode, Registry, start_registry, stop_registry
+from tests.fixtures.tools import Skopeo, require_binaries
+
+RegistryFactory = Callable[..., Registry]
+FaultProxyFactory = Callable[[Registry], FaultProxy]
+
+_LEAKY_ENV = (
+    "REQUESTS_CA_BUNDLE",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "CURL_CA_BUNDLE",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "no_proxy",
+    "REGISTRY_AUTH_FILE",
+)
+
+
+def _require(*names: str) -> None:
+    try:
+        require_binaries(*names)
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CA bundles and proxies from the outer environment must not leak into tests."""
+    for name in _LEAKY_ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def docker_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``DOCKER_CONFIG`` -> an empty directory (write ``config.json`` there to test credential lookup)."""
+    path = tmp_path / "docker-config"
+    path.mkdir()
+    monkeypatch.setenv("DOCKER_CONFIG", str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    """Test CA + server cert (SANs localhost, 127.0.0.1) shared by all TLS registries and token servers."""
+    return make_certs(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture(scope="session")
+def wrong_ca(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An unrelated CA certificate (PEM path): verifying a test registry with it must fail."""
+    return make_wrong_ca(tmp_path_factory.mktemp("wrong-ca"))
+
+
+def _session_registry(
+    tmp_path_factory: pytest.TempPathFactory, certs: Certs, mode: Mode, **kwargs: Any
+) -> Iterator[Registry]:
+    _require("docker-registry")
+    registry = start_registry(tmp_path_factory.mktemp(f"registry-{mode}"), mode, certs, **kwargs)
+    try:
+        yield registry
+    finally:
+        stop_registry(registry)
+
+
+@pytest.fixture(scope="session")
+def plain_registry(tmp_path_factory: pytest.TempPathFactory, certs: Certs) -> Iterator[Registry]:
+    """http://127.0.0.1:PORT, no auth."""
+    yield from _session_registry(tmp_path_factory, certs, "plain")
+
+
+@pytest.fixture(scope="session")
+def tls_registry(tmp_path_factory: pytest.TempPathFactory, certs: Certs) -> Iterator[Registry]:
+    """https with the test CA + htpasswd Basic auth (alice = full user, reader)."""
+    yield from _session_registry(tmp_path_factory, certs, "htpasswd")
+
+
+@pytest.fixture(scope="session")
+def token_registry(tmp_path_factory: pytest.TempPathFactory, certs: Certs) -> Iterator[Registry]:
+    """https + token auth; JWTs carry ``kid``.  The token server is ``token_registry.token_server``."""
+    yield from _session_registry(tmp_path_factory, certs, "token")
+
+
+@pytest.fixture(scope="session")
+def token_registry_x5c(tmp_path_factory: pytest.TempPathFactory, certs: Certs) -> Iterator[Registry]:
+    """https + token auth; JWTs carry ``x5c`` (the signing certificate)."""
+    yield from _session_registry(tmp_path_factory, certs, "token-x5c")
+
+
+@pytest.fixture
+def registry_factory(tmp_path_factory: pytest.TempPathFactory, certs: Certs) -> Iterator[RegistryFactory]:
+    """``registry_factory(mode="plain"|"tls"|"htpasswd"|"token"|"token-x5c", **start_registry_kwargs)``.
+
+    Keyword arguments go to ``start_registry`` (``tls=``, ``users=``, ``token_options={"lifetime": 1, ...}``,
+    ``notifications=``, ``env=``...).  Every registry (and token server it created) is stopped at teardown.
+    """
+    _require("docker-registry")
+    started: list[Registry] = []
+
+    def factory(mode: Mode = "plain", **kwargs: Any) -> Registry:
+        registry = start_registry(tmp_path_factory.mktemp(f"extra-{mode}"), mode, certs, **kwargs)
+        started.append(registry)
+        return registry
+
+    yield factory
+    for registry in reversed(started):
+        stop_registry(registry)
+
+
+@pytest.fixture
+def fault_proxy_factory() -> Iterator[FaultProxyFactory]:
+    """``fault_proxy_factory(registry)`` -> a started ``FaultProxy`` in front of a plain-http registry."""
+    proxies: list[FaultProxy] = []
+
+    def factory(registry: Registry) -> FaultProxy:
+        if registry.scheme != "http":
+            raise ValueError("the fault proxy works on plain http registries only")
+        proxy = FaultProxy("127.0.0.1", registry.port).start()
+        proxies.append(proxy)
+        return proxy
+
+    yield factory
+    for proxy in proxies:
+        proxy.stop()
+
+
+@pytest.fixture
+def fault_proxy(plain_registry: Registry, fault_proxy_factory: FaultProxyFactory) -> FaultProxy:
+    """A fresh ``FaultProxy`` in front of ``plain_registry`` (``fault_proxy.url`` is the registry URL to use)."""
+    return fault_proxy_factory(plain_registry)
+
+
+@pytest.fixture(scope="session")
+def skopeo(tmp_path_factory: pytest.TempPathFactory) -> Skopeo:
+    """``skopeo("copy", ...)`` with an accept-anything policy and an empty auth file."""
+    _require("skopeo")
+    return Skopeo(tmp_path_factory.mktemp("skopeo"))
