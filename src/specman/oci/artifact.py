@@ -1,0 +1,172 @@
+"""ORAS artifacts: push a directory (as ``manifests.tgz``) or a file, pull one back into a directory.
+
+``push_artifact`` packs a directory deterministically into a temp ``manifests.tgz`` (or takes a file as
+it is), uploads config and layer, then the manifest in the exact ORAS CLI v1.0.0 shape.  ``pull_artifact``
+resolves the reference, follows a single-entry index, and streams each layer from the registry straight
+into the safe extractor: bytes are hashed as they arrive and the extracted tree is moved into place only
+after the digest matched.  With ``extract=False`` layers are saved under their title, like ``oras pull``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from specman.archive import ExtractLimits, extract_archive, pack_to_file
+from specman.errors import ContentError, CorruptArchiveError, UsageError
+from specman.oci.blob import Progress, download_to
+from specman.oci.manifest import (
+    EMPTY_CONFIG,
+    OCI_LAYER_TAR,
+    OCI_MANIFEST,
+    ORAS_CONFIG,
+    Descriptor,
+    Manifest,
+    build_oras_manifest,
+    sha256_digest,
+)
+from specman.oci.repository import Repository
+
+__all__ = ["PullResult", "PushResult", "pull_artifact", "push_artifact", "resolve_image_manifest"]
+
+ARCHIVE_NAME = "manifests.tgz"
+StartProgress = Callable[[str, int], Progress]
+
+
+@dataclass(frozen=True)
+class PushResult:
+    digest: str
+    manifest: bytes
+    layer: Descriptor
+    uploaded: bool
+    files: int | None = None
+
+
+@dataclass(frozen=True)
+class PullResult:
+    digest: str
+    manifest: Manifest
+    files: int
+    bytes: int
+
+
+def _noop(_n: int) -> None:
+    return None
+
+
+def _file_descriptor(path: Path, title: str) -> Descriptor:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return Descriptor(
+        OCI_LAYER_TAR,
+        "sha256:" + digest.hexdigest(),
+        path.stat().st_size,
+        {"org.opencontainers.image.title": title},
+    )
+
+
+def push_artifact(
+    repo: Repository,
+    source: Path,
+    reference: str,
+    *,
+    mtime: int = 0,
+    created: datetime | None = None,
+    start_progress: StartProgress | None = None,
+    tmp_dir: Path | None = None,
+) -> PushResult:
+    """Push ``source`` (a directory, packed as ``manifests.tgz``, or a file pushed as is) to ``reference``."""
+    start = start_progress or (lambda _label, _total: _noop)
+    if not source.exists():
+        raise UsageError(f"source {source} does not exist")
+    with tempfile.TemporaryDirectory(prefix="specman-push-", dir=tmp_dir) as work:
+        files: int | None = None
+        if source.is_dir():
+            archive = Path(work) / ARCHIVE_NAME
+            packed = pack_to_file(source, archive, mtime=mtime)
+            files = packed.files
+            layer = Descriptor(
+                OCI_LAYER_TAR, packed.digest, packed.size, {"org.opencontainers.image.title": ARCHIVE_NAME}
+            )
+        elif source.is_file():
+            archive = source
+            layer = _file_descriptor(source, source.name)
+        else:
+            raise UsageError(f"source {source} is neither a directory nor a regular file")
+        config = Descriptor(ORAS_CONFIG, sha256_digest(EMPTY_CONFIG), len(EMPTY_CONFIG))
+        repo.push_blob(config, EMPTY_CONFIG)
+        uploaded = repo.push_blob(layer, archive, progress=start(f"push {layer.title}", layer.size))
+        manifest = build_oras_manifest([layer], config=config, created=created)
+        digest = repo.push_manifest(reference, manifest, OCI_MANIFEST)
+    return PushResult(digest, manifest, layer, uploaded, files)
+
+
+def resolve_image_manifest(repo: Repository, reference: str) -> Manifest:
+    """Fetch the manifest of ``reference``; an index with exactly one manifest is followed."""
+    manifest = repo.fetch_manifest(reference)
+    if manifest.is_index:
+        if len(manifest.manifests) != 1:
+            raise ContentError(
+                f"{repo.display}:{reference} is an index of {len(manifest.manifests)} manifests; "
+                "specman expects an artifact (a single image manifest)"
+            )
+        manifest = repo.fetch_manifest(manifest.manifests[0].digest)
+        if manifest.is_index:
+            raise ContentError(f"{repo.display}:{reference}: nested indexes are not supported")
+    return manifest
+
+
+def _safe_title(desc: Descriptor, index: int) -> str:
+    title = desc.title or f"layer-{index}-{desc.digest.removeprefix('sha256:')[:12]}"
+    if "/" in title or title in (".", "..") or "\x00" in title or title.startswith("."):
+        raise ContentError(f"layer title {title!r} is not a plain file name")
+    return title
+
+
+def pull_artifact(
+    repo: Repository,
+    reference: str,
+    dest: Path,
+    *,
+    extract: bool = True,
+    replace: bool = False,
+    limits: ExtractLimits | None = None,
+    start_progress: StartProgress | None = None,
+) -> PullResult:
+    """Pull ``reference`` into ``dest``; nothing appears at ``dest`` unless every digest matched."""
+    start = start_progress or (lambda _label, _total: _noop)
+    manifest = resolve_image_manifest(repo, reference)
+    if not manifest.layers:
+        raise ContentError(f"{repo.display}:{reference} has no layers")
+    if extract:
+        if len(manifest.layers) != 1:
+            raise ContentError(
+                f"{repo.display}:{reference} has {len(manifest.layers)} layers; specman extracts artifacts with one "
+                "archive layer (use --no-extract to save the layers as files)"
+            )
+        layer = manifest.layers[0]
+        label = layer.title or layer.digest[:19]
+        try:
+            with repo.open_blob(layer, progress=start(f"pull {label}", layer.size)) as reader:
+                result = extract_archive(
+                    reader, dest, limits=limits or ExtractLimits(), replace=replace, before_publish=reader.verify
+                )
+        except CorruptArchiveError as exc:
+            hint = " (use --no-extract to save it as a file)" if "not a tar archive" in str(exc) else ""
+            raise CorruptArchiveError(f"{repo.display}:{reference}: layer {label}: {exc}{hint}") from exc
+        return PullResult(manifest.digest, manifest, result.files, result.bytes)
+    dest.mkdir(parents=True, exist_ok=True)
+    total = 0
+    for i, layer in enumerate(manifest.layers):
+        name = _safe_title(layer, i)
+        download_to(repo.open_blob(layer, progress=start(f"pull {name}", layer.size)), dest / name)
+        total += layer.size
+        os.chmod(dest / name, 0o644)
+    return PullResult(manifest.digest, manifest, len(manifest.layers), total)

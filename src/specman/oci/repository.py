@@ -1,0 +1,112 @@
+"""The ``Repository`` interface and ``open_repository``: one way to reach a remote repository or a layout.
+
+``RegistryOptions`` gathers the common registry options of the CLI (``-u``, password, ``--plain-http``,
+``--insecure``, ``--ca-file``, ``--oci-layout``).  Credentials are resolved lazily per host in the order
+flags → environment (``SPECMAN_USERNAME``/``SPECMAN_PASSWORD``) → docker ``config.json``, so a registry that
+never asks is never looked up.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from specman.errors import UsageError
+from specman.oci.auth import RegistryAuth
+from specman.oci.blob import BlobReader, Progress
+from specman.oci.client import RegistryClient
+from specman.oci.credentials import Credentials, DockerConfig
+from specman.oci.http import RetryPolicy, TLSOptions
+from specman.oci.layout import LayoutRepository, parse_layout_reference
+from specman.oci.manifest import Descriptor, Manifest
+from specman.oci.reference import Reference, parse_reference
+
+__all__ = ["RegistryOptions", "Repository", "Target", "open_repository", "open_target"]
+
+
+class Repository(Protocol):
+    """What specman needs of a repository; implemented by ``RemoteRepository`` and ``LayoutRepository``."""
+
+    name: str
+    display: str
+
+    def tags(self, *, page_size: int | None = None) -> Iterator[str]: ...
+    def resolve(self, reference: str) -> Descriptor: ...
+    def fetch_manifest(self, reference: str) -> Manifest: ...
+    def push_manifest(self, reference: str, data: bytes, media_type: str) -> str: ...
+    def delete_manifest(self, digest: str) -> None: ...
+    def blob_exists(self, desc: Descriptor) -> bool: ...
+    def open_blob(self, desc: Descriptor, *, progress: Progress | None = None) -> BlobReader: ...
+    def push_blob(
+        self,
+        desc: Descriptor,
+        source: Path | bytes,
+        *,
+        progress: Progress | None = None,
+        mount_from: str | None = None,
+    ) -> bool: ...
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class RegistryOptions:
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    plain_http: bool = False
+    insecure: bool = False
+    ca_file: str | None = None
+    oci_layout: bool = False
+    oauth2: bool = False
+    docker_config: Path | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    timeout: float = 30.0
+
+    @property
+    def tls(self) -> TLSOptions:
+        return TLSOptions(plain_http=self.plain_http, insecure=self.insecure, ca_file=self.ca_file)
+
+    def credentials_for(self, host: str) -> Credentials | None:
+        if self.username or self.password:
+            return Credentials(self.username or "", self.password or "")
+        env_user, env_pass = os.environ.get("SPECMAN_USERNAME"), os.environ.get("SPECMAN_PASSWORD")
+        if env_user or env_pass:
+            return Credentials(env_user or "", env_pass or "")
+        return DockerConfig(self.docker_config).get(host)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A parsed command-line target: the repository plus the tag or digest it names (if any)."""
+
+    repository: Repository
+    tag: str | None
+    digest: str | None
+    reference: Reference | None
+
+    @property
+    def ref(self) -> str:
+        return self.digest or self.tag or "latest"
+
+
+def open_repository(ref: Reference, options: RegistryOptions) -> Repository:
+    """A ``RemoteRepository`` for ``ref`` with a client built from ``options``."""
+    auth = RegistryAuth(options.credentials_for, oauth2=options.oauth2)
+    client = RegistryClient(ref.api_host, tls=options.tls, auth=auth, retry=options.retry, timeout=options.timeout)
+    return client.repository(ref.repository)
+
+
+def open_target(
+    value: str, options: RegistryOptions, *, create_layout: bool = False, default_tag: str | None = "latest"
+) -> Target:
+    """Parse ``value`` as a registry reference, or as ``PATH[:TAG|@DIGEST]`` with ``--oci-layout``."""
+    if options.oci_layout:
+        path, tag, digest = parse_layout_reference(value)
+        if not create_layout and not path.is_dir():
+            raise UsageError(f"OCI layout {path} does not exist")
+        layout = LayoutRepository(path, create=create_layout)
+        return Target(layout, tag or (None if digest else default_tag), digest, None)
+    ref = parse_reference(value, default_tag=default_tag)
+    return Target(open_repository(ref, options), ref.tag, ref.digest, ref)
