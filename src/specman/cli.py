@@ -143,7 +143,7 @@ limit_options = [
         envvar="SPECMAN_MAX_FILES",
         help="Refuse archives with more entries (default 1000000).",
     ),
-    click.option("--force", is_flag=True, help="Replace DEST if it exists and is not empty."),
+    click.option("--force", is_flag=True, envvar="SPECMAN_FORCE", help="Replace DEST if it exists and is not empty."),
 ]
 
 
@@ -193,7 +193,12 @@ def push(ui: UI, /, source: Path, ref: str, mtime: int, **kw: Any) -> None:
 @click.argument("dest", type=click.Path(file_okay=False, path_type=Path))
 @registry_options
 @with_limits
-@click.option("--no-extract", is_flag=True, help="Save each layer as a file named by its title, like oras pull.")
+@click.option(
+    "--no-extract",
+    is_flag=True,
+    envvar="SPECMAN_NO_EXTRACT",
+    help="Save each layer as a file named by its title, like oras pull.",
+)
 @click.pass_obj
 def pull(
     ui: UI,
@@ -247,6 +252,7 @@ def extract(ui: UI, archive: Path, dest: Path, max_size: int | None, max_files: 
 @registry_options
 @click.option(
     "--page-size",
+    envvar="SPECMAN_PAGE_SIZE",
     type=click.IntRange(min=1, max=10000),
     help="Tags per request (the registry's n parameter).",
 )

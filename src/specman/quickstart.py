@@ -32,10 +32,11 @@ __all__ = ["quickstart"]
 )
 @click.option(
     "--work-dir",
+    envvar="SPECMAN_WORK_DIR",
     type=click.Path(file_okay=False, path_type=Path),
     help="Where the OCI layout and the pulled copy go (default: a temp dir, removed at the end).",
 )
-@click.option("--tag", default="0.0.0", show_default=True, help="Tag to push.")
+@click.option("--tag", default="0.0.0", show_default=True, envvar="SPECMAN_TAG", help="Tag to push.")
 @click.pass_obj
 def quickstart(ui: UI, source: Path | None, work_dir: Path | None, tag: str) -> None:
     """Push the sample manifests to a local OCI layout, pull them back and verify every file."""

@@ -153,14 +153,16 @@ def pull_artifact(
             )
         layer = manifest.layers[0]
         label = layer.title or layer.digest[:19]
-        try:
-            with repo.open_blob(layer, progress=start(f"pull {label}", layer.size)) as reader:
+        with repo.open_blob(layer, progress=start(f"pull {label}", layer.size)) as reader:
+            try:
                 result = extract_archive(
                     reader, dest, limits=limits or ExtractLimits(), replace=replace, before_publish=reader.verify
                 )
-        except CorruptArchiveError as exc:
-            hint = " (use --no-extract to save it as a file)" if "not a tar archive" in str(exc) else ""
-            raise CorruptArchiveError(f"{repo.display}:{reference}: layer {label}: {exc}{hint}") from exc
+            except CorruptArchiveError as exc:
+                # A corrupt stream is most often corrupt bytes: when the digest does not match, say that.
+                reader.verify()
+                hint = " (use --no-extract to save it as a file)" if "not a tar archive" in str(exc) else ""
+                raise CorruptArchiveError(f"{repo.display}:{reference}: layer {label}: {exc}{hint}") from exc
         return PullResult(manifest.digest, manifest, result.files, result.bytes)
     dest.mkdir(parents=True, exist_ok=True)
     total = 0

@@ -261,7 +261,7 @@ class RemoteRepository:
 
             def chunks() -> Iterator[bytes]:
                 with map_transport_errors(host):
-                    yield from response.iter_raw(1 << 20)
+                    yield from response.iter_raw()  # as received: no re-chunking copies
 
             return chunks(), start, response.close
 

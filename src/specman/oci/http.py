@@ -1,8 +1,9 @@
 """The one place specman talks HTTP to registries: TLS, timeouts, retries and error mapping.
 
 * ``TLSOptions`` / ``make_client``: an ``httpx.Client`` that trusts the system CAs (plus ``--ca-file``), or
-  skips verification (``--insecure``), with timeouts on every phase.  ``SSL_CERT_FILE`` and
-  ``REQUESTS_CA_BUNDLE`` are ignored unless ``TLSOptions.trust_env_ca`` asks for them.
+  skips verification (``--insecure``), with timeouts on every phase.  OpenSSL's own ``SSL_CERT_FILE`` /
+  ``SSL_CERT_DIR`` select the system store as they do for curl and Go tools; requests' ``REQUESTS_CA_BUNDLE``
+  is ignored unless ``TLSOptions.trust_env_ca`` asks for it.
 * ``map_transport_errors``: turns httpx/OS exceptions into ``specman.errors.TransportError`` with one line
   naming the host and the cause (like httpx's ``map_httpcore_exceptions``).
 * ``send``: one request with retries (exponential backoff with jitter, via stamina) for idempotent methods
@@ -37,6 +38,7 @@ from specman.errors import (
     RegistryError,
     TransportError,
 )
+from specman.oci.auth import merge_scopes
 
 __all__ = [
     "RETRY_STATUSES",
@@ -68,10 +70,8 @@ class TLSOptions:
         if self.insecure:
             return False
         ctx = ssl.create_default_context()
-        if self.trust_env_ca:
-            for var in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
-                if path := os.environ.get(var):
-                    ctx.load_verify_locations(cafile=path)
+        if self.trust_env_ca and (path := os.environ.get("REQUESTS_CA_BUNDLE")):
+            ctx.load_verify_locations(cafile=path)
         if self.ca_file:
             try:
                 ctx.load_verify_locations(cafile=self.ca_file)
@@ -247,9 +247,11 @@ def raise_for_registry_error(response: httpx.Response, what: str) -> None:
     text = f"{what}: {detail}"
     challenge = response.headers.get("WWW-Authenticate", "")
     if status == 401 and 'error="insufficient_scope"' in challenge:
-        scope = challenge.split('scope="', 1)[-1].split('"', 1)[0] if 'scope="' in challenge else "this operation"
+        scope = merge_scopes(challenge.split('scope="', 1)[-1].split('"', 1)[0]) if 'scope="' in challenge else ""
         raise AuthorizationError(
-            f"{what}: denied (insufficient_scope: the credentials do not grant {scope})", status=status, code="DENIED"
+            f"{what}: denied (insufficient_scope: the credentials do not grant {scope or 'this operation'})",
+            status=status,
+            code="DENIED",
         )
     if status == 401:
         raise AuthenticationError(
