@@ -26,6 +26,7 @@ from specman.oci import (
     Credentials,
     Descriptor,
     DockerConfig,
+    LayoutRepository,
     RegistryClient,
     RegistryOptions,
     RemoteRepository,
@@ -447,3 +448,18 @@ def test_stalled_download_times_out_and_resumes(
     pull_artifact(slow, "1", tmp_path / "out")
     assert fault.hits == 1
     assert tree_digest(tmp_path / "out") == tree_digest(big)
+
+
+def test_file_push_is_single_pass_and_verified(token_registry: Registry, tmp_path: Path) -> None:
+    """A file is hashed while it is sent (POST, streamed PATCH, PUT ?digest=), with token auth, and pulls back."""
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    path = tmp_path / "blob.tgz"
+    path.write_bytes(data)
+    r = repo(token_registry, user="alice", password=token_registry.users["alice"])
+    pushed = push_artifact(r, path, "file")
+    assert pushed.layer.digest == "sha256:" + hashlib.sha256(data).hexdigest()
+    assert pushed.layer.title == "blob.tgz"
+    pull_artifact(r, "file", tmp_path / "raw", extract=False)
+    assert (tmp_path / "raw" / "blob.tgz").read_bytes() == data
+    layout = LayoutRepository(tmp_path / "layout", create=True)
+    assert push_artifact(layout, path, "file").layer.digest == pushed.layer.digest

@@ -9,7 +9,6 @@ after the digest matched.  With ``extract=False`` layers are saved under their t
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from specman.archive import ExtractLimits, extract_archive, pack_to_file
 from specman.errors import ContentError, CorruptArchiveError, UsageError
 from specman.oci.blob import Progress, download_to
 from specman.oci.manifest import (
+    ANNOTATION_TITLE,
     EMPTY_CONFIG,
     OCI_LAYER_TAR,
     OCI_MANIFEST,
@@ -59,19 +59,6 @@ def _noop(_n: int) -> None:
     return None
 
 
-def _file_descriptor(path: Path, title: str) -> Descriptor:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return Descriptor(
-        OCI_LAYER_TAR,
-        "sha256:" + digest.hexdigest(),
-        path.stat().st_size,
-        {"org.opencontainers.image.title": title},
-    )
-
-
 def push_artifact(
     repo: Repository,
     source: Path,
@@ -86,23 +73,24 @@ def push_artifact(
     start = start_progress or (lambda _label, _total: _noop)
     if not source.exists():
         raise UsageError(f"source {source} does not exist")
+    if not (source.is_dir() or source.is_file()):
+        raise UsageError(f"source {source} is neither a directory nor a regular file")
+    config = Descriptor(ORAS_CONFIG, sha256_digest(EMPTY_CONFIG), len(EMPTY_CONFIG))
     with tempfile.TemporaryDirectory(prefix="specman-push-", dir=tmp_dir) as work:
+        repo.push_blob(config, EMPTY_CONFIG)
         files: int | None = None
-        if source.is_dir():
+        if source.is_dir():  # the digest is known from packing: skip the upload when the registry has the blob
             archive = Path(work) / ARCHIVE_NAME
             packed = pack_to_file(source, archive, mtime=mtime)
             files = packed.files
-            layer = Descriptor(
-                OCI_LAYER_TAR, packed.digest, packed.size, {"org.opencontainers.image.title": ARCHIVE_NAME}
+            layer = Descriptor(OCI_LAYER_TAR, packed.digest, packed.size, {ANNOTATION_TITLE: ARCHIVE_NAME})
+            uploaded = repo.push_blob(layer, archive, progress=start(f"push {ARCHIVE_NAME}", layer.size))
+        else:  # one pass over the file: hashed while it is sent
+            progress = start(f"push {source.name}", source.stat().st_size)
+            layer = repo.push_file(
+                source, OCI_LAYER_TAR, annotations={ANNOTATION_TITLE: source.name}, progress=progress
             )
-        elif source.is_file():
-            archive = source
-            layer = _file_descriptor(source, source.name)
-        else:
-            raise UsageError(f"source {source} is neither a directory nor a regular file")
-        config = Descriptor(ORAS_CONFIG, sha256_digest(EMPTY_CONFIG), len(EMPTY_CONFIG))
-        repo.push_blob(config, EMPTY_CONFIG)
-        uploaded = repo.push_blob(layer, archive, progress=start(f"push {layer.title}", layer.size))
+            uploaded = True
         manifest = build_oras_manifest([layer], config=config, created=created)
         digest = repo.push_manifest(reference, manifest, OCI_MANIFEST)
     return PushResult(digest, manifest, layer, uploaded, files)

@@ -278,3 +278,16 @@ class RemoteRepository:
         from specman.oci.upload import upload_blob
 
         return upload_blob(self, desc, source, progress=progress, mount_from=mount_from)
+
+    def push_file(
+        self,
+        path: Path,
+        media_type: str,
+        *,
+        annotations: dict[str, str] | None = None,
+        progress: Progress | None = None,
+    ) -> Descriptor:
+        """Upload a file whose digest is not known yet, hashing while sending; returns its descriptor."""
+        from specman.oci.upload import upload_file_streaming
+
+        return upload_file_streaming(self, path, media_type, annotations=annotations, progress=progress)

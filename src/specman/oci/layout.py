@@ -205,6 +205,34 @@ class LayoutRepository:
 
         return BlobReader(desc, source, progress=progress, what=what)
 
+    def push_file(
+        self,
+        path: Path,
+        media_type: str,
+        *,
+        annotations: dict[str, str] | None = None,
+        progress: Progress | None = None,
+    ) -> Descriptor:
+        """Copy a file into the layout, hashing while copying; returns its descriptor."""
+        blobs = self.root / "blobs" / "sha256"
+        blobs.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".upload.", dir=blobs)
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                for chunk in FileBody(path, progress=progress):
+                    digest.update(chunk)
+                    size += len(chunk)
+                    fh.write(chunk)
+            os.chmod(tmp, 0o644)
+            desc = Descriptor(media_type, "sha256:" + digest.hexdigest(), size, annotations or {})
+            os.replace(tmp, self._blob_path(desc.digest))
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return desc
+
     def push_blob(
         self,
         desc: Descriptor,

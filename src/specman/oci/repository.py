@@ -48,6 +48,14 @@ class Repository(Protocol):
         progress: Progress | None = None,
         mount_from: str | None = None,
     ) -> bool: ...
+    def push_file(
+        self,
+        path: Path,
+        media_type: str,
+        *,
+        annotations: dict[str, str] | None = None,
+        progress: Progress | None = None,
+    ) -> Descriptor: ...
     def close(self) -> None: ...
 
 

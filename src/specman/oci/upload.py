@@ -11,20 +11,21 @@ Bodies are re-iterable objects that re-open the file, so the auth flow can resen
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
 
-from specman.errors import ProtocolError, RegistryError
+from specman.errors import DigestMismatchError, ProtocolError, RegistryError
 from specman.oci.blob import Progress
 from specman.oci.manifest import Descriptor
 
 if TYPE_CHECKING:
     from specman.oci.client import RemoteRepository
 
-__all__ = ["CHUNKED_THRESHOLD", "CHUNK_SIZE", "FileBody", "upload_blob"]
+__all__ = ["CHUNKED_THRESHOLD", "CHUNK_SIZE", "FileBody", "upload_blob", "upload_file_streaming"]
 
 CHUNKED_THRESHOLD = 2 * 1024**3
 CHUNK_SIZE = 64 * 1024**2
@@ -67,6 +68,20 @@ class FileBody:
                 if self.progress:
                     self.progress(len(chunk))
                 yield chunk
+
+
+class _HashingBody:
+    """A re-iterable body that hashes what it yields; a resend starts the hash afresh."""
+
+    def __init__(self, body: FileBody) -> None:
+        self.body = body
+        self.hash = hashlib.sha256()
+
+    def __iter__(self) -> Iterator[bytes]:
+        self.hash = hashlib.sha256()
+        for chunk in self.body:
+            self.hash.update(chunk)
+            yield chunk
 
 
 def _with_digest(location: str, digest: str) -> str:
@@ -187,3 +202,47 @@ def _chunked(
         headers={"Content-Length": "0"},
         retry=False,
     )
+
+
+def upload_file_streaming(
+    repo: RemoteRepository,
+    path: Path,
+    media_type: str,
+    *,
+    annotations: dict[str, str] | None = None,
+    progress: Progress | None = None,
+) -> Descriptor:
+    """Upload a file in one pass, hashing while sending, as ``docker push`` does: ``POST``, one streamed
+    ``PATCH`` with the whole file, then ``PUT ?digest=`` (the registry checks the digest).  Reading the file
+    once instead of twice (hash, then send) is what keeps pushing a large file as fast as ``curl``; the price
+    is that an identical blob is sent again (the registry stores it once)."""
+    what = f"{repo.display}: upload {path.name}"
+    body = _HashingBody(FileBody(path, progress=progress))
+    size = body.body.length
+    response = repo.client.request("POST", f"/v2/{repo.name}/blobs/uploads/", what=what, ok=(202,), retry=True)
+    location = _location(repo, response, what)
+    response = repo.client.request(
+        "PATCH",
+        location,
+        what=what,
+        ok=(202, 204),
+        content=body,
+        headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+        retry=False,
+    )
+    desc = Descriptor(media_type, "sha256:" + body.hash.hexdigest(), size, annotations or {})
+    uploaded = response.headers.get("Range", "")
+    if uploaded and uploaded != f"0-{size - 1}":
+        raise ProtocolError(f"{what}: the registry kept bytes {uploaded} of {size}")
+    response = repo.client.request(
+        "PUT",
+        _with_digest(_location(repo, response, what), desc.digest),
+        what=what,
+        ok=(201, 204),
+        headers={"Content-Length": "0"},
+        retry=False,
+    )
+    echoed = response.headers.get("Docker-Content-Digest")
+    if echoed and echoed != desc.digest:
+        raise DigestMismatchError(desc.digest, echoed, f"blob uploaded to {repo.display}")
+    return desc
