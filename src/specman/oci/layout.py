@@ -214,24 +214,8 @@ class LayoutRepository:
         progress: Progress | None = None,
     ) -> Descriptor:
         """Copy a file into the layout, hashing while copying; returns its descriptor."""
-        blobs = self.root / "blobs" / "sha256"
-        blobs.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".upload.", dir=blobs)
-        digest = hashlib.sha256()
-        size = 0
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                for chunk in FileBody(path, progress=progress):
-                    digest.update(chunk)
-                    size += len(chunk)
-                    fh.write(chunk)
-            os.chmod(tmp, 0o644)
-            desc = Descriptor(media_type, "sha256:" + digest.hexdigest(), size, annotations or {})
-            os.replace(tmp, self._blob_path(desc.digest))
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return desc
+        digest, size = self._store(FileBody(path, progress=progress), None)
+        return Descriptor(media_type, digest, size, annotations or {})
 
     def push_blob(
         self,
@@ -241,27 +225,33 @@ class LayoutRepository:
         progress: Progress | None = None,
         mount_from: str | None = None,
     ) -> bool:
-        target = self._blob_path(desc.digest)
         if self.blob_exists(desc):
             if progress:
                 progress(desc.size)
             return False
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".upload.", dir=target.parent)
+        self._store(FileBody(source, progress=progress), desc)
+        return True
+
+    def _store(self, chunks: FileBody, expected: Descriptor | None) -> tuple[str, int]:
+        """Write ``chunks`` to ``blobs/sha256/`` through a temp file, hashing them; rename to their digest
+        (refused when it differs from ``expected``)."""
+        blobs = self.root / "blobs" / "sha256"
+        blobs.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".upload.", dir=blobs)
         digest = hashlib.sha256()
         size = 0
         try:
             with os.fdopen(fd, "wb") as fh:
-                for chunk in FileBody(source, progress=progress):
+                for chunk in chunks:
                     digest.update(chunk)
                     size += len(chunk)
                     fh.write(chunk)
             actual = "sha256:" + digest.hexdigest()
-            if actual != desc.digest or size != desc.size:
-                raise DigestMismatchError(desc.digest, actual, f"blob written to {self.display}")
+            if expected is not None and (actual != expected.digest or size != expected.size):
+                raise DigestMismatchError(expected.digest, actual, f"blob written to {self.display}")
             os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
+            os.replace(tmp, self._blob_path(actual))
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        return True
+        return actual, size

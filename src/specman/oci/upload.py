@@ -194,14 +194,17 @@ def _chunked(
         )
         location = _location(repo, response, what)
         offset += length
-    repo.client.request(
-        "PUT",
-        _with_digest(location, desc.digest),
-        what=what,
-        ok=(201, 204),
-        headers={"Content-Length": "0"},
-        retry=False,
+    _commit(repo, location, desc.digest, what)
+
+
+def _commit(repo: RemoteRepository, location: str, digest: str, what: str) -> None:
+    """Close an upload session with ``PUT <location>?digest=``; the registry checks the digest."""
+    response = repo.client.request(
+        "PUT", _with_digest(location, digest), what=what, ok=(201, 204), headers={"Content-Length": "0"}, retry=False
     )
+    echoed = response.headers.get("Docker-Content-Digest")
+    if echoed and echoed != digest:
+        raise DigestMismatchError(digest, echoed, f"blob uploaded to {repo.display}")
 
 
 def upload_file_streaming(
@@ -234,15 +237,5 @@ def upload_file_streaming(
     uploaded = response.headers.get("Range", "")
     if uploaded and uploaded != f"0-{size - 1}":
         raise ProtocolError(f"{what}: the registry kept bytes {uploaded} of {size}")
-    response = repo.client.request(
-        "PUT",
-        _with_digest(_location(repo, response, what), desc.digest),
-        what=what,
-        ok=(201, 204),
-        headers={"Content-Length": "0"},
-        retry=False,
-    )
-    echoed = response.headers.get("Docker-Content-Digest")
-    if echoed and echoed != desc.digest:
-        raise DigestMismatchError(desc.digest, echoed, f"blob uploaded to {repo.display}")
+    _commit(repo, _location(repo, response, what), desc.digest, what)
     return desc
