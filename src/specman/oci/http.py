@@ -185,7 +185,6 @@ def send(
     host = request.url.netloc.decode("ascii")
     retrying = retry if retry is not None else request.method in IDEMPOTENT
     attempts = policy.attempts if retrying else 1
-    last: httpx.Response | None = None
     for attempt in stamina.retry_context(
         on=_backoff_hook,
         attempts=attempts,
@@ -199,14 +198,12 @@ def send(
                 response = client.send(request, stream=True)
             if response.status_code in RETRY_STATUSES and attempt.num < attempts:
                 response.close()
-                last = response
                 raise _RetryableStatus(response)
             if not stream:
                 with map_transport_errors(host):
                     response.read()
             return response
-    assert last is not None  # stamina re-raises the last exception; unreachable
-    return last
+    raise AssertionError("unreachable: the last attempt returns its response or stamina re-raises")
 
 
 def _registry_errors(response: httpx.Response) -> tuple[str | None, str]:
