@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
-from specman import __version__
+from specman import __version__, logs
 from specman.archive import ExtractLimits, extract_archive
 from specman.errors import SpecmanError, UsageError
 from specman.oci import (
@@ -154,9 +154,20 @@ def with_limits(func: F) -> F:
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(__version__, prog_name="specman")
 @click.option("-q", "--quiet", is_flag=True, envvar="SPECMAN_QUIET", help="No progress bars or status lines.")
+@click.option(
+    "-v", "--verbose", count=True, envvar="SPECMAN_VERBOSE", help="Log retries and HTTP details to stderr (-vv: debug)."
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    envvar="SPECMAN_LOG_FORMAT",
+    help="Log line format (logrus-style text or JSON).",
+)
 @click.pass_context
-def cli(ctx: click.Context, quiet: bool) -> None:
+def cli(ctx: click.Context, quiet: bool, verbose: int, log_format: str) -> None:
     """specman: keep product manifests in an OCI registry and serve them over HTTPS."""
+    logs.configure("debug" if verbose > 1 else "info" if verbose else "warning", fmt=log_format)
     ctx.obj = UI(quiet=quiet)
 
 
