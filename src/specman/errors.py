@@ -19,7 +19,8 @@ the boundary where they enter (see ``specman.oci.http.map_transport_errors``), s
     │   ├── UnsafeMemberError       a member would escape or harm the destination (names member + reason)
     │   ├── LimitExceededError      too many bytes or files (bomb protection)
     │   └── CorruptArchiveError     truncated or malformed stream, unknown compression
-    └── CredentialsError        docker config / credential helper problems
+    ├── CredentialsError        docker config / credential helper problems
+    └── StoreError              the data directory: in use by another specman, disk full, damaged state
 
 The CLI maps ``UsageError`` to exit 2 and every other ``SpecmanError`` to exit 1.
 """
@@ -40,6 +41,7 @@ __all__ = [
     "RateLimitedError",
     "RegistryError",
     "SpecmanError",
+    "StoreError",
     "TransportError",
     "UnsafeMemberError",
     "UsageError",
@@ -127,3 +129,7 @@ class CorruptArchiveError(ArchiveError):
 
 class CredentialsError(SpecmanError):
     """Docker config or a credential helper failed."""
+
+
+class StoreError(SpecmanError):
+    """The data directory cannot be used: locked by another process, disk full, or damaged state."""
