@@ -1,0 +1,405 @@
+"""``Store``: the data directory's versions and generations, the atomic ``current`` swap, recovery and GC.
+
+This module owns every change to the data directory's layout (see the package docstring) and the order of
+those changes; it is the only writer.  It does not fetch, verify or extract anything (``fill`` callbacks do)
+and does not serve: readers in other processes use ``load_current`` and only read.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final
+
+from specman.errors import StoreError
+from specman.store._fs import (
+    DirLock,
+    discard,
+    disk_full,
+    fsync_dir,
+    mapped_os_errors,
+    store_error,
+    sync_filesystem,
+    write_json,
+)
+from specman.store._merge import build_merged_tree
+from specman.store._order import ordered_tags
+from specman.store._state import (
+    GENERATION_RECORD,
+    VERSION_RECORD,
+    Generation,
+    TagState,
+    Version,
+    read_generation,
+    read_version,
+    version_id,
+)
+
+__all__ = ["GcResult", "Store", "load_current"]
+
+log = logging.getLogger("specman.store")
+
+_CURRENT: Final = "current"
+_CURRENT_TARGET: Final = re.compile(r"generations/([0-9]+)")
+_LOGGED_CONFLICTS: Final = 20
+
+
+@dataclass(frozen=True)
+class GcResult:
+    """What one ``gc`` call removed (generation numbers, version ids) and whether work was left for later."""
+
+    generations: tuple[int, ...]
+    versions: tuple[str, ...]
+    more: bool
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _current_number(data_dir: Path) -> int | None:
+    """The generation number ``current`` points to, or None (no link, or not a link this store wrote)."""
+    try:
+        target = os.readlink(data_dir / _CURRENT)
+    except OSError:
+        return None
+    match = _CURRENT_TARGET.fullmatch(target)
+    return int(match.group(1)) if match else None
+
+
+def load_current(data_dir: Path) -> Generation | None:
+    """The published generation of ``data_dir``, read without the lock (for serving processes), or None."""
+    number = _current_number(data_dir)
+    return None if number is None else read_generation(data_dir / "generations" / str(number))
+
+
+class Store:
+    """The data directory of one specman: open it (lock + recovery), add versions, publish generations, GC.
+
+    Not thread-safe: one caller (the sync loop) makes the changes.  ``durable`` (default) flushes data and
+    records so that a power loss, not only ``kill -9``, leaves the last published view intact.
+    """
+
+    def __init__(self, data_dir: Path, *, durable: bool = True) -> None:
+        self.data_dir = Path(data_dir)
+        self.durable = durable
+        self.versions_dir = self.data_dir / "versions"
+        self.generations_dir = self.data_dir / "generations"
+        self.staging_dir = self.data_dir / "staging"
+        self._lock = DirLock(self.data_dir / "lock", self.data_dir)
+        self._current: Generation | None = None
+
+    # -- opening ----------------------------------------------------------------------------------------
+
+    def open(self) -> Store:
+        """Take the lock, create the layout, remove leftovers of interrupted work (``recover``)."""
+        if self._lock.held:
+            return self
+        with mapped_os_errors(f"creating the data dir {self.data_dir}"):
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock.acquire()
+        try:
+            with mapped_os_errors(f"creating the layout of {self.data_dir}"):
+                for directory in (self.versions_dir, self.generations_dir, self.staging_dir):
+                    directory.mkdir(exist_ok=True)
+            self.recover()
+        except BaseException:
+            self._lock.release()
+            raise
+        return self
+
+    def close(self) -> None:
+        self._lock.release()
+
+    def __enter__(self) -> Store:
+        return self.open()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _require_open(self) -> None:
+        if not self._lock.held:
+            raise StoreError(f"store {self.data_dir} is not open")
+
+    def recover(self) -> list[Path]:
+        """Remove what interrupted work left behind and return it; the generation ``current`` points to, and
+        the versions it names, are never touched."""
+        self._require_open()
+        removed: list[Path] = []
+
+        def remove(path: Path, why: str) -> None:
+            log.warning("removing %s: %s", path, why)
+            if path.is_symlink() or not path.is_dir():
+                path.unlink(missing_ok=True)
+            else:
+                discard(path, self.staging_dir)
+            removed.append(path)
+
+        with mapped_os_errors(f"recovering {self.data_dir}"):
+            for leftover in sorted(self.staging_dir.iterdir()):
+                log.warning("removing %s: interrupted work", leftover)
+                if leftover.is_dir() and not leftover.is_symlink():
+                    shutil.rmtree(leftover, ignore_errors=True)
+                else:
+                    leftover.unlink(missing_ok=True)
+                removed.append(leftover)
+            for link in sorted(self.data_dir.glob(f"{_CURRENT}.tmp-*")):
+                remove(link, "unfinished swap of current")
+            number = _current_number(self.data_dir)
+            current = None if number is None else read_generation(self.generations_dir / str(number))
+            if (self.data_dir / _CURRENT).is_symlink() and current is None:
+                log.error("%s/current does not point to a complete generation; nothing is published", self.data_dir)
+            for path in sorted(self.generations_dir.iterdir()):
+                if not path.name.isdigit():
+                    log.warning("leaving unknown entry %s alone", path)
+                elif current is not None and int(path.name) == current.number:
+                    continue
+                elif not (path / GENERATION_RECORD).is_file():
+                    remove(path, "generation without generation.json")
+                elif current is None or int(path.name) > current.number:
+                    remove(path, "generation built but never published")
+            needed = {state.version for state in current.tags.values()} if current else set()
+            for path in sorted(self.versions_dir.iterdir()):
+                if read_version(path) is not None:
+                    continue
+                if path.name in needed:
+                    log.error("version %s has no valid version.json but the current generation uses it", path)
+                else:
+                    remove(path, "version without a valid version.json")
+        self._current = current
+        return removed
+
+    # -- reading ----------------------------------------------------------------------------------------
+
+    def current(self) -> Generation | None:
+        """The published generation (its tree is what is served), or None before the first publish."""
+        number = _current_number(self.data_dir)
+        if number is None:
+            self._current = None
+        elif self._current is None or self._current.number != number:
+            self._current = read_generation(self.generations_dir / str(number))
+        return self._current
+
+    def version(self, tag: str, digest: str) -> Version | None:
+        """The complete version of ``tag`` at ``digest``, or None."""
+        return read_version(self.versions_dir / version_id(tag, digest))
+
+    def has_version(self, tag: str, digest: str) -> bool:
+        return (self.versions_dir / version_id(tag, digest) / VERSION_RECORD).is_file()
+
+    def per_version_tree(self, tag: str) -> Path | None:
+        """The tree of ``tag`` alone as published in the current generation (``/_specman/versions/<tag>/``)."""
+        generation = self.current()
+        state = generation.tags.get(tag) if generation else None
+        if state is None:
+            return None
+        tree = self.versions_dir / state.version / "tree"
+        return tree if tree.is_dir() else None
+
+    def status(self) -> dict[str, Any]:
+        """The store's part of ``/_specman/status``."""
+        generation = self.current()
+        if generation is None:
+            return {"generation": None, "created": None, "tags": {}, "files": 0, "conflicts": 0}
+        return {
+            "generation": generation.number,
+            "created": generation.created,
+            "tags": generation.digests(),
+            "files": generation.files,
+            "conflicts": len(generation.conflicts),
+        }
+
+    # -- writing ----------------------------------------------------------------------------------------
+
+    def add_version(self, tag: str, digest: str, fill: Callable[[Path], object]) -> Version:
+        """Create the version ``tag``@``digest`` by calling ``fill(tree)`` on an empty staging directory.
+
+        The tree is counted, flushed, its ``version.json`` written, and the whole directory renamed into
+        ``versions/`` in one step.  If the version already exists it is returned and ``fill`` is not called.
+        On any exception the staging directory is removed and the exception re-raised; a full disk becomes
+        ``StoreError("disk full while adding version ...")``.
+        """
+        self._require_open()
+        vid = version_id(tag, digest)
+        existing = self.version(tag, digest)
+        if existing is not None:
+            return existing
+        action = f"adding version {tag} ({digest})"
+        with mapped_os_errors(action):
+            staging = Path(tempfile.mkdtemp(prefix=f"version-{vid}.", dir=self.staging_dir))
+        try:
+            tree = staging / "tree"
+            tree.mkdir()
+            fill(tree)
+            files, size = _count(tree)
+            version = Version(tag, digest, vid, self.versions_dir / vid, files, size, _now())
+            if self.durable:
+                sync_filesystem(staging)
+            write_json(staging / VERSION_RECORD, version.to_json(), durable=self.durable)
+            os.chmod(staging, 0o755)  # noqa: S103 - served content: world-readable on purpose
+            os.rename(staging, version.path)
+            if self.durable:
+                fsync_dir(self.versions_dir)
+        except BaseException as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            full = disk_full(exc)
+            if full is not None:
+                raise store_error(full, action) from exc
+            if isinstance(exc, OSError):
+                raise store_error(exc, action) from exc
+            raise
+        log.info("stored version %s (%s): %d files, %d bytes", tag, digest, files, size)
+        return version
+
+    def publish(self, tags: Mapping[str, str]) -> Generation:
+        """Build a generation merging the versions of ``tags`` (tag -> digest) and make it ``current``.
+
+        Versions are layered in ``_order`` order, later wins; conflicts are recorded and logged.  If ``tags``
+        equals what is published, the current generation is returned unchanged.  On failure the partial
+        generation is removed and ``current`` stays as it was.
+        """
+        self._require_open()
+        published = self.current()
+        if published is not None and published.digests() == dict(tags):
+            return published
+        versions: dict[str, Version] = {}
+        for tag in ordered_tags(tags):
+            version = self.version(tag, tags[tag])
+            if version is None:
+                raise StoreError(f"cannot publish tag {tag}: version {tags[tag]} is not in the store")
+            versions[tag] = version
+        number = 1 + max([int(p.name) for p in self.generations_dir.iterdir() if p.name.isdigit()] or [0])
+        final = self.generations_dir / str(number)
+        action = f"publishing generation {number}"
+        started = time.monotonic()
+        with mapped_os_errors(action):
+            staging = Path(tempfile.mkdtemp(prefix=f"generation-{number}.", dir=self.staging_dir))
+        try:
+            tree = staging / "tree"
+            tree.mkdir()
+            merged = build_merged_tree([(tag, str(v.tree)) for tag, v in versions.items()], str(tree))
+            generation = Generation(
+                number=number,
+                path=final,
+                created=_now(),
+                tags={tag: TagState(v.digest, v.id, v.files, v.bytes) for tag, v in versions.items()},
+                files=merged.files,
+                dirs=merged.dirs,
+                symlinks=merged.symlinks,
+                conflicts=merged.conflicts,
+            )
+            if self.durable:
+                sync_filesystem(staging)
+            write_json(staging / GENERATION_RECORD, generation.to_json(), durable=self.durable)
+            os.chmod(staging, 0o755)  # noqa: S103 - served content: world-readable on purpose
+            os.rename(staging, final)
+            if self.durable:
+                fsync_dir(self.generations_dir)
+            self._swap_current(number)
+        except BaseException as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            if _current_number(self.data_dir) != number:
+                shutil.rmtree(final, ignore_errors=True)
+            full = disk_full(exc)
+            if full is not None:
+                raise store_error(full, action) from exc
+            if isinstance(exc, OSError):
+                raise store_error(exc, action) from exc
+            raise
+        self._current = generation
+        _log_conflicts(generation)
+        log.info(
+            "published generation %d: tags[%s], %d files, %d conflicts, built in %.3f s",
+            number,
+            " ".join(versions),
+            generation.files,
+            len(generation.conflicts),
+            time.monotonic() - started,
+        )
+        return generation
+
+    def _swap_current(self, number: int) -> None:
+        """Point ``current`` at ``generations/<number>`` in one ``rename`` (a new symlink replaces the old)."""
+        temporary = self.data_dir / f"{_CURRENT}.tmp-{secrets.token_hex(8)}"
+        os.symlink(f"generations/{number}", temporary)
+        try:
+            os.replace(temporary, self.data_dir / _CURRENT)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+        if self.durable:
+            fsync_dir(self.data_dir)
+
+    def gc(self, keep: int = 2, limit: int = 64) -> GcResult:
+        """Remove old generations and unreferenced versions, at most ``limit`` directories per call.
+
+        Kept: the current generation and the ``keep - 1`` newest older ones.  A version is removed when no
+        kept generation names it; generations that hard-linked its files keep their own links (the inode
+        lives on).  Call it after ``publish``: a version added but not yet published is unreferenced.
+        """
+        self._require_open()
+        if keep < 1:
+            raise ValueError("gc must keep at least the current generation")
+        current = self.current()
+        numbers = sorted((int(p.name) for p in self.generations_dir.iterdir() if p.name.isdigit()), reverse=True)
+        kept: set[int] = set()
+        if current is not None:
+            kept = {current.number, *[n for n in numbers if n < current.number][: keep - 1]}
+        doomed = [n for n in sorted(numbers) if n not in kept]
+        removed_generations: list[int] = []
+        removed_versions: list[str] = []
+        with mapped_os_errors(f"collecting garbage in {self.data_dir}"):
+            for number in doomed[:limit]:
+                discard(self.generations_dir / str(number), self.staging_dir)
+                removed_generations.append(number)
+            referenced: set[str] = set()
+            for number in kept:
+                generation = read_generation(self.generations_dir / str(number))
+                if generation is not None:
+                    referenced.update(state.version for state in generation.tags.values())
+            budget = limit - len(removed_generations)
+            unreferenced = sorted(p.name for p in self.versions_dir.iterdir() if p.name not in referenced)
+            for name in unreferenced[: max(budget, 0)]:
+                discard(self.versions_dir / name, self.staging_dir)
+                removed_versions.append(name)
+        more = len(doomed) > limit or len(unreferenced) > max(budget, 0)
+        if removed_generations or removed_versions:
+            log.info("gc removed generations %s and versions %s", removed_generations or "[]", removed_versions or "[]")
+        return GcResult(tuple(removed_generations), tuple(removed_versions), more)
+
+
+def _count(tree: Path) -> tuple[int, int]:
+    """Regular files and their bytes below ``tree`` (one ``lstat`` per file, once per version)."""
+    files = size = 0
+    pending = [str(tree)]
+    while pending:
+        with os.scandir(pending.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(entry.path)
+                elif entry.is_file(follow_symlinks=False):
+                    files += 1
+                    size += entry.stat(follow_symlinks=False).st_size
+    return files, size
+
+
+def _log_conflicts(generation: Generation) -> None:
+    for conflict in generation.conflicts[:_LOGGED_CONFLICTS]:
+        log.info(
+            "path conflict %s (%s): %s wins over %s", conflict.path, conflict.kind, conflict.winner, conflict.loser
+        )
+    hidden = len(generation.conflicts) - _LOGGED_CONFLICTS
+    if hidden > 0:
+        log.info("%d more path conflicts, listed in %s", hidden, generation.path / GENERATION_RECORD)
