@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 from specman.errors import StoreError
 from specman.store._fs import (
@@ -81,6 +81,16 @@ def load_current(data_dir: Path) -> Generation | None:
     """The published generation of ``data_dir``, read without the lock (for serving processes), or None."""
     number = _current_number(data_dir)
     return None if number is None else read_generation(data_dir / "generations" / str(number))
+
+
+def _reraise(exc: BaseException, action: str) -> NoReturn:
+    """Re-raise ``exc`` (being handled) as a ``StoreError`` when it is a disk-full or other OS error."""
+    full = disk_full(exc)
+    if full is not None:
+        raise store_error(full, action) from exc
+    if isinstance(exc, OSError):
+        raise store_error(exc, action) from exc
+    raise exc
 
 
 class Store:
@@ -254,12 +264,7 @@ class Store:
                 fsync_dir(self.versions_dir)
         except BaseException as exc:
             shutil.rmtree(staging, ignore_errors=True)
-            full = disk_full(exc)
-            if full is not None:
-                raise store_error(full, action) from exc
-            if isinstance(exc, OSError):
-                raise store_error(exc, action) from exc
-            raise
+            _reraise(exc, action)
         log.info("stored version %s (%s): %d files, %d bytes", tag, digest, files, size)
         return version
 
@@ -312,12 +317,7 @@ class Store:
             shutil.rmtree(staging, ignore_errors=True)
             if _current_number(self.data_dir) != number:
                 shutil.rmtree(final, ignore_errors=True)
-            full = disk_full(exc)
-            if full is not None:
-                raise store_error(full, action) from exc
-            if isinstance(exc, OSError):
-                raise store_error(exc, action) from exc
-            raise
+            _reraise(exc, action)
         self._current = generation
         _log_conflicts(generation)
         log.info(
