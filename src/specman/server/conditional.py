@@ -1,0 +1,103 @@
+"""HTTP preconditions and byte ranges for file responses (RFC 9110 §13 and §14), independent of the framework.
+
+Hand-written because the frameworks keep theirs private (Starlette's ``FileResponse`` parses ``Range`` inside
+the response class) or skip parts of the RFC (aiohttp serves a single range only), and specman wants the same
+answers whichever server runs it:
+
+* ``not_modified``: ``If-None-Match`` (weak comparison, lists, ``*``) takes precedence over
+  ``If-Modified-Since``, as §13.2.2 orders them;
+* ``parse_range``: ``bytes=a-b``, ``a-``, ``-n`` and lists; syntactically invalid → ``None`` (serve the whole
+  file, §14.2); none satisfiable → ``RangeNotSatisfiable`` (416 with ``Content-Range: bytes */size``);
+  overlapping or many small ranges are coalesced and capped, so a client cannot make one request fan out;
+* ``range_applies``: ``If-Range`` with a strong ETag or an HTTP date.
+"""
+
+from __future__ import annotations
+
+import email.utils
+from datetime import UTC, datetime
+
+__all__ = ["MAX_RANGES", "RangeNotSatisfiable", "http_date", "not_modified", "parse_range", "range_applies"]
+
+MAX_RANGES = 16
+
+
+class RangeNotSatisfiable(ValueError):
+    """No requested range overlaps the representation (answer 416)."""
+
+
+def http_date(timestamp: float) -> str:
+    return email.utils.formatdate(timestamp, usegmt=True)
+
+
+def _parse_date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _opaque(tag: str) -> str:
+    tag = tag.strip()
+    return tag[2:] if tag.startswith("W/") else tag
+
+
+def not_modified(etag: str, last_modified: float, *, if_none_match: str | None, if_modified_since: str | None) -> bool:
+    """True when a GET/HEAD can be answered 304."""
+    if if_none_match is not None:
+        candidates = [c for c in if_none_match.split(",") if c.strip()]
+        return any(c.strip() == "*" or _opaque(c) == _opaque(etag) for c in candidates)
+    since = _parse_date(if_modified_since)
+    return since is not None and int(last_modified) <= since.timestamp()
+
+
+def range_applies(etag: str, last_modified: float, if_range: str | None) -> bool:
+    """Whether a ``Range`` is honoured given ``If-Range`` (strong ETag match or the exact date)."""
+    if if_range is None:
+        return True
+    value = if_range.strip()
+    if value.startswith('"'):
+        return not etag.startswith("W/") and value == etag
+    when = _parse_date(value)
+    return when is not None and int(last_modified) == int(when.timestamp())
+
+
+def parse_range(header: str | None, size: int) -> list[tuple[int, int]] | None:
+    """Byte ranges ``[(start, end_inclusive), ...]`` to send, or None to send the whole representation."""
+    if header is None:
+        return None
+    unit, _, spec = header.strip().partition("=")
+    if unit.strip().lower() != "bytes" or not spec.strip():
+        return None
+    ranges: list[tuple[int, int]] = []
+    for part in spec.split(","):
+        first, dash, last = part.strip().partition("-")
+        if not dash or not (first.isdigit() or (not first and last.isdigit())) or (last and not last.isdigit()):
+            return None  # syntactically invalid: ignore the header
+        if not first:
+            length = int(last)
+            if length == 0:
+                continue
+            ranges.append((max(size - length, 0), size - 1))
+            continue
+        start = int(first)
+        if last and int(last) < start:
+            return None
+        if start < size:
+            ranges.append((start, min(int(last), size - 1) if last else size - 1))
+    if not ranges or size == 0:
+        raise RangeNotSatisfiable(f"bytes */{size}")
+    ranges.sort()
+    merged = [ranges[0]]
+    for start, end in ranges[1:]:
+        last_start, last_end = merged[-1]
+        if start <= last_end + 1:
+            merged[-1] = (last_start, max(last_end, end))
+        else:
+            merged.append((start, end))
+    if len(merged) > MAX_RANGES:
+        return [(merged[0][0], merged[-1][1])]  # too many pieces: one covering range instead of a fan-out
+    return merged
