@@ -20,7 +20,8 @@ the boundary where they enter (see ``specman.oci.http.map_transport_errors``), s
     │   ├── LimitExceededError      too many bytes or files (bomb protection)
     │   └── CorruptArchiveError     truncated or malformed stream, unknown compression
     ├── CredentialsError        docker config / credential helper problems
-    └── StoreError              the data directory: in use by another specman, disk full, damaged state
+    ├── StoreError              the data directory: in use by another specman, disk full, damaged state
+    └── SyncError               a reconcile could not run (carries reason and whether a retry can fix it)
 
 The CLI maps ``UsageError`` to exit 2 and every other ``SpecmanError`` to exit 1.
 """
@@ -42,6 +43,7 @@ __all__ = [
     "RegistryError",
     "SpecmanError",
     "StoreError",
+    "SyncError",
     "TransportError",
     "UnsafeMemberError",
     "UsageError",
@@ -133,3 +135,16 @@ class CredentialsError(SpecmanError):
 
 class StoreError(SpecmanError):
     """The data directory cannot be used: locked by another process, disk full, or damaged state."""
+
+
+class SyncError(SpecmanError):
+    """A reconcile of the data directory against its source failed as a whole; nothing was published.
+
+    ``reason`` is a short CamelCase cause for status and metrics (``ListTagsFailed``, ``PublishFailed``...),
+    ``retryable`` says whether trying again later can fix it (registry down: yes; wrong password: no).
+    """
+
+    def __init__(self, message: str, *, reason: str, retryable: bool) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.retryable = retryable
