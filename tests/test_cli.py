@@ -17,7 +17,7 @@ import pytest
 from specman.samples import bundled_manifests, tree_digest
 from tests.fixtures.registry import Registry
 
-COMMANDS = ["push", "pull", "extract", "tags", "login", "logout", "quickstart"]
+COMMANDS = ["push", "pull", "extract", "tags", "login", "logout", "quickstart", "sync"]
 
 
 def run(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -21,6 +21,7 @@ from specman.errors import SpecmanError, UsageError
 from specman.oci import (
     RegistryClient,
     RegistryOptions,
+    Repository,
     open_target,
     parse_reference,
     pull_artifact,
@@ -119,6 +120,15 @@ def _options(kw: dict[str, Any]) -> RegistryOptions:
     )
 
 
+def open_source(repo: str, options: RegistryOptions) -> Repository:
+    """REPO (a reference without tag or digest, or a layout path with ``--oci-layout``) as a repository."""
+    target = open_target(repo, options, default_tag=None)
+    if target.tag or target.digest:
+        target.repository.close()
+        raise UsageError(f"expected a repository without tag or digest, got {repo!r}")
+    return target.repository
+
+
 def _check_dest(dest: Path, force: bool) -> None:
     """Refuse a non-empty DEST before any download starts, naming the flag that overrides it."""
     if not force and dest.is_dir() and any(dest.iterdir()):
@@ -130,7 +140,7 @@ def _limits(max_size: int | None, max_files: int | None) -> ExtractLimits:
     return ExtractLimits(max_bytes=max_size or defaults.max_bytes, max_files=max_files or defaults.max_files)
 
 
-limit_options = [
+extract_limit_options = [
     click.option(
         "--max-size",
         type=ByteSize(),
@@ -143,12 +153,21 @@ limit_options = [
         envvar="SPECMAN_MAX_FILES",
         help="Refuse archives with more entries (default 1000000).",
     ),
+]
+limit_options = [
+    *extract_limit_options,
     click.option("--force", is_flag=True, envvar="SPECMAN_FORCE", help="Replace DEST if it exists and is not empty."),
 ]
 
 
 def with_limits(func: F) -> F:
+    """``--max-size``, ``--max-files`` and ``--force`` (commands that extract into a DEST)."""
     return _apply(func, limit_options)
+
+
+def with_extract_limits(func: F) -> F:
+    """``--max-size`` and ``--max-files`` alone (commands that extract into the data directory)."""
+    return _apply(func, extract_limit_options)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -270,14 +289,12 @@ def extract(ui: UI, archive: Path, dest: Path, max_size: int | None, max_files: 
 @click.pass_obj
 def tags(ui: UI, /, repo: str, page_size: int | None, **kw: Any) -> None:
     """List the tags of REPO."""
-    target = open_target(repo, _options(kw), default_tag=None)
-    if target.tag or target.digest:
-        raise UsageError(f"expected a repository without tag or digest, got {repo!r}")
+    repository = open_source(repo, _options(kw))
     try:
-        for tag in target.repository.tags(page_size=page_size):
+        for tag in repository.tags(page_size=page_size):
             ui.result(tag)
     finally:
-        target.repository.close()
+        repository.close()
 
 
 def _registry_host(value: str) -> str:
@@ -340,8 +357,10 @@ def logout(ui: UI, registry: str) -> None:
 
 
 from specman.quickstart import quickstart  # noqa: E402  (registers the command)
+from specman.sync_command import sync  # noqa: E402  (registers the command)
 
 cli.add_command(quickstart)
+cli.add_command(sync)
 
 
 def main(argv: list[str] | None = None) -> None:

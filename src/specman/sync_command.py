@@ -1,0 +1,152 @@
+"""``specman sync REPO --data-dir DIR``: one reconcile (``--once``) or the sync loop, logging as logrus does.
+
+The command only wires options to ``specman.sync``: the registry options and extract limits are the ones
+declared in ``specman.cli``; the log lines go to stderr at info level (``--log-format`` of the group applies),
+the ``--once`` summary (generation, then ``tag digest`` per published tag) to stdout.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any, Final
+
+import click
+
+from specman import logs
+from specman.cli import _limits, _options, open_source, registry_options, with_extract_limits
+from specman.errors import SpecmanError
+from specman.store import Store
+from specman.sync import SyncResult, TagFilter, reconcile_once, run_loop
+from specman.ui import UI
+
+__all__ = ["Duration", "sync"]
+
+_DURATION: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+class Duration(click.ParamType):  # type: ignore[type-arg]
+    """``30s``, ``5m``, ``1h``, ``500ms`` or plain seconds → seconds (a float > 0)."""
+
+    name = "DURATION"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, int | float) and value > 0:
+            return float(value)
+        match = _DURATION.match(str(value))
+        seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"] if match else 0.0
+        if seconds <= 0:
+            self.fail(f"{value!r} is not a positive duration (examples: 30s, 5m, 1h)", param, ctx)
+        return seconds
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """An event set by SIGTERM or SIGINT while the block runs (previous handlers restored afterwards)."""
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _print_summary(ui: UI, result: SyncResult) -> None:
+    ui.result(f"generation {result.generation if result.generation is not None else 'none'}")
+    for tag, digest in result.digests.items():
+        ui.result(f"{tag} {digest}")
+
+
+@click.command()
+@click.argument("repo", envvar="SPECMAN_SOURCE")
+@click.option(
+    "--data-dir",
+    required=True,
+    envvar="SPECMAN_DATA_DIR",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The data directory (versions, generations, current).",
+)
+@click.option("--once", is_flag=True, envvar="SPECMAN_ONCE", help="One reconcile, then exit (1 if anything failed).")
+@click.option(
+    "--tags",
+    "tag_globs",
+    multiple=True,
+    envvar="SPECMAN_TAGS",
+    metavar="GLOB",
+    help="Only tags matching this glob (repeatable; default all).",
+)
+@click.option("--semver", envvar="SPECMAN_SEMVER", metavar="RANGE", help="Only tags in this range, e.g. '>=4.5.0 <5'.")
+@click.option(
+    "--keep-deleted", is_flag=True, envvar="SPECMAN_KEEP_DELETED", help="Keep serving tags deleted in the registry."
+)
+@click.option(
+    "--parallel",
+    type=click.IntRange(1, 32),
+    default=2,
+    show_default=True,
+    envvar="SPECMAN_PARALLEL",
+    help="Versions downloaded at once.",
+)
+@click.option(
+    "--interval",
+    type=Duration(),
+    default="30s",
+    show_default=True,
+    envvar="SPECMAN_INTERVAL",
+    help="Time between syncs without --once (failures back off exponentially, at most 5m).",
+)
+@registry_options
+@with_extract_limits
+@click.pass_context
+def sync(
+    ctx: click.Context,
+    /,
+    repo: str,
+    data_dir: Path,
+    once: bool,
+    tag_globs: tuple[str, ...],
+    semver: str | None,
+    keep_deleted: bool,
+    parallel: int,
+    interval: float,
+    max_size: int | None,
+    max_files: int | None,
+    **kw: Any,
+) -> None:
+    """Reconcile the data directory DIR with the tags of REPO (HOST[:PORT]/NAME, or a layout path)."""
+    ui: UI = ctx.obj
+    root = ctx.find_root().params
+    logs.configure("debug" if root.get("verbose", 0) > 1 else "info", fmt=root.get("log_format") or "text")
+    tag_filter = TagFilter(tag_globs, semver)
+    limits = _limits(max_size, max_files)
+    source = open_source(repo, _options(kw))
+    try:
+        with Store(data_dir) as store:
+
+            def reconcile() -> SyncResult:
+                return reconcile_once(
+                    source, store, tag_filter=tag_filter, limits=limits, keep_deleted=keep_deleted, parallel=parallel
+                )
+
+            if once:
+                result = reconcile()
+                _print_summary(ui, result)
+                if not result.ok:
+                    causes = "; ".join(f"{tag}: {message}" for tag, message in sorted(result.failed.items()))
+                    raise SpecmanError(f"sync of {source.display}: {len(result.failed)} tag(s) failed: {causes}")
+                return
+            with _stop_on_signals() as stop:
+                run_loop(reconcile, interval=interval, stop=stop)
+    finally:
+        source.close()
