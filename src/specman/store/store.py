@@ -265,7 +265,7 @@ class Store:
         except BaseException as exc:
             shutil.rmtree(staging, ignore_errors=True)
             _reraise(exc, action)
-        log.info("stored version %s (%s): %d files, %d bytes", tag, digest, files, size)
+        log.debug("stored version %s (%s): %d files, %d bytes", tag, digest, files, size)
         return version
 
     def publish(self, tags: Mapping[str, str]) -> Generation:
