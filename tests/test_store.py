@@ -329,16 +329,16 @@ def test_disk_full_while_publishing(store: Store, monkeypatch: pytest.MonkeyPatc
     assert store.publish({"1.0.0": one, "2.0.0": two}).number == 2
 
 
-def test_merging_many_files_is_fast(store: Store) -> None:
+def test_merging_many_files(store: Store) -> None:
+    """10,000 paths in two versions: different bytes are conflicts, identical bytes are not (timing: benchmarks)."""
     files = {f"d{i % 100}/f{i}.json": b"{}" for i in range(10_000)}
+    changed = {path: (b'{"v": 2}' if i % 2 else data) for i, (path, data) in enumerate(files.items())}
     one = add(store, "1.0.0", files)
-    two = add(store, "2.0.0", files, salt="2")
-    started = time.monotonic()
+    two = add(store, "2.0.0", changed, salt="2")
     generation = store.publish({"1.0.0": one, "2.0.0": two})
-    elapsed = time.monotonic() - started
     assert generation.files == 10_000
-    assert len(generation.conflicts) == 10_000
-    assert elapsed < 10, f"merging 2 x 10,000 files took {elapsed:.1f} s"
+    assert len(generation.conflicts) == 5_000
+    assert {c.winner for c in generation.conflicts} == {"2.0.0"}
 
 
 # -- kill -9 at random instants -----------------------------------------------------------------------------

@@ -10,9 +10,9 @@ never modifies a source tree; where to build and when to publish are ``store.py`
 Conflicts: file over file (``file``); a file or symlink where an earlier version had a directory
 (``file-over-directory``: the later version wins and the whole earlier subtree is dropped); a directory where an
 earlier version had a file or symlink (``directory-over-file``).  A directory present in several versions is
-shared, not a conflict.  Symlink targets are copied verbatim: each stayed inside its own version tree, but in
-the merged view a link may resolve through another version's entries, so the server confines every path it
-serves by ``realpath`` to the generation's tree.
+shared, not a conflict, and neither is a file (or symlink) with the same content in both.  Symlink targets are
+copied verbatim: each stayed inside its own version tree, but in the merged view a link may resolve through
+another version's entries, so the server confines every path it serves by ``realpath`` to the generation's tree.
 """
 
 from __future__ import annotations
@@ -89,11 +89,29 @@ def _plan(sources: Sequence[tuple[str, str]]) -> tuple[dict[str, tuple[int, int]
                             conflicts.append(Conflict(rel, tag, loser, "file-over-directory"))
                         elif kind == _DIR:
                             conflicts.append(Conflict(rel, tag, loser, "directory-over-file"))
-                        else:
+                        elif not _same(kind, old_kind, f"{sources[old_index][1]}/{rel}", entry.path):
                             conflicts.append(Conflict(rel, tag, loser, "file"))
                     plan[rel] = (kind, index)
     conflicts.sort(key=lambda conflict: conflict.path)
     return plan, conflicts
+
+
+def _same(kind: int, old_kind: int, old: str, new: str) -> bool:
+    """Whether two entries hold the same bytes (or the same link text): then a later version replacing the
+    earlier one is no conflict worth reporting.  Sizes first; contents only when the sizes match."""
+    if kind != old_kind:
+        return False
+    if kind == _LINK:
+        return os.readlink(old) == os.readlink(new)
+    if os.lstat(old).st_size != os.lstat(new).st_size:
+        return False
+    with open(old, "rb") as a, open(new, "rb") as b:
+        while True:
+            chunk = a.read(1 << 20)
+            if chunk != b.read(1 << 20):
+                return False
+            if not chunk:
+                return True
 
 
 def _link(source: str, target: str) -> None:
