@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
 import ssl
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from specman.errors import UsageError
+from specman.files import atomic_write
 
 __all__ = ["DEFAULT_SANS", "TLSFiles", "ensure_certificates", "parse_sans", "server_context"]
 
@@ -79,20 +78,6 @@ def parse_sans(values: Iterable[str]) -> list[San]:
     return list(dict.fromkeys(sans))
 
 
-def _write(path: Path, data: bytes, mode: int) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _name(common_name: str) -> x509.Name:
     return x509.Name(
         [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "specman"), x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
@@ -122,8 +107,8 @@ def _new_ca(tls_dir: Path) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
-    _write(tls_dir / "ca.key", _key_pem(key), 0o600)
-    _write(tls_dir / "ca.crt", cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    atomic_write(tls_dir / "ca.key", _key_pem(key), mode=0o600)
+    atomic_write(tls_dir / "ca.crt", cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
     return key, cert
 
 
@@ -181,9 +166,9 @@ def ensure_certificates(tls_dir: Path, extra_sans: Iterable[str] = ()) -> TLSFil
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    _write(files.key, _key_pem(key), 0o600)
+    atomic_write(files.key, _key_pem(key), mode=0o600)
     chain = cert.public_bytes(serialization.Encoding.PEM) + ca_cert.public_bytes(serialization.Encoding.PEM)
-    _write(files.cert, chain, 0o644)
+    atomic_write(files.cert, chain, mode=0o644)
     return TLSFiles(files.ca_cert, files.cert, files.key, issued=True)
 
 

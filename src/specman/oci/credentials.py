@@ -15,12 +15,12 @@ import binascii
 import json
 import os
 import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from specman.errors import CredentialsError
+from specman.files import atomic_write
 
 __all__ = ["Credentials", "DockerConfig", "config_path"]
 
@@ -75,16 +75,7 @@ class DockerConfig:
 
     def _save(self, data: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(prefix=".config.json.", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(data, fh, indent="\t")
-                fh.write("\n")
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(self.path, (json.dumps(data, indent="\t") + "\n").encode(), mode=0o600)
 
     def get(self, host: str) -> Credentials | None:
         """Credentials for ``host`` (``host[:port]``), or None when the config has none."""

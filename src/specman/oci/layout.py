@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from specman.errors import ContentError, DigestMismatchError, NotFoundError, UsageError
+from specman.files import atomic_write
 from specman.oci.blob import BlobReader, Progress
 from specman.oci.manifest import ANNOTATION_REF_NAME, OCI_INDEX, Descriptor, Manifest, parse_manifest
 from specman.oci.reference import parse_digest
@@ -63,7 +64,7 @@ class LayoutRepository:
                     f"{root} is not an OCI image layout (no oci-layout file)", status=404, code="NAME_UNKNOWN"
                 )
             (root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
-            self._atomic_write(marker, json.dumps(_LAYOUT_VERSION).encode())
+            atomic_write(marker, json.dumps(_LAYOUT_VERSION).encode())
             if not (root / "index.json").exists():
                 self._write_index([])
         else:
@@ -80,19 +81,6 @@ class LayoutRepository:
     # -- helpers -----------------------------------------------------------------------------------------
     def _blob_path(self, digest: str) -> Path:
         return self.root / "blobs" / "sha256" / parse_digest(digest).removeprefix("sha256:")
-
-    def _atomic_write(self, path: Path, data: bytes) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -118,7 +106,7 @@ class LayoutRepository:
 
     def _write_index(self, manifests: list[dict[str, Any]]) -> None:
         index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}
-        self._atomic_write(self.root / "index.json", json.dumps(index, separators=(",", ":")).encode())
+        atomic_write(self.root / "index.json", json.dumps(index, separators=(",", ":")).encode())
 
     def _entry(self, reference: str) -> Descriptor:
         for i, entry in enumerate(self._read_index()):
