@@ -16,27 +16,14 @@ import pytest
 
 from tests.fixtures.certs import Certs, make_certs, make_wrong_ca
 from tests.fixtures.faultproxy import FaultProxy
-from tests.fixtures.registry import Mode, Registry, start_registry, stop_registry
+from tests.fixtures.registry import SCRUBBED_ENV, Mode, Registry, start_registry, stop_registry
 from tests.fixtures.tools import Skopeo, require_binaries
 
 RegistryFactory = Callable[..., Registry]
 FaultProxyFactory = Callable[[Registry], FaultProxy]
 
-_LEAKY_ENV = (
-    "REQUESTS_CA_BUNDLE",
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
-    "CURL_CA_BUNDLE",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "ALL_PROXY",
-    "NO_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "all_proxy",
-    "no_proxy",
-    "REGISTRY_AUTH_FILE",
-)
+# CA bundles and proxies of the outer environment (the registry processes are started without them too)
+_LEAKY_ENV = (*SCRUBBED_ENV, "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "REGISTRY_AUTH_FILE")
 
 
 def _require(*names: str) -> None:
