@@ -4,7 +4,14 @@ Owns everything between specman and a registry (remote over HTTP, or an OCI imag
 not know about the store, the sync loop or the server: it hands verified bytes to its callers.
 """
 
-from specman.oci.artifact import PullResult, PushResult, pull_artifact, push_artifact, resolve_image_manifest
+from specman.oci.artifact import (
+    PullResult,
+    PushResult,
+    extract_layer_into,
+    pull_artifact,
+    push_artifact,
+    resolve_image_manifest,
+)
 from specman.oci.auth import RegistryAuth
 from specman.oci.blob import BlobReader
 from specman.oci.client import RegistryClient, RemoteRepository
@@ -34,6 +41,7 @@ __all__ = [
     "TLSOptions",
     "Target",
     "build_oras_manifest",
+    "extract_layer_into",
     "open_repository",
     "open_target",
     "parse_digest",

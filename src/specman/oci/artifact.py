@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from specman.archive import ExtractLimits, extract_archive, pack_to_file
+from specman.archive import ExtractLimits, ExtractResult, extract_archive, extract_into, pack_to_file
 from specman.errors import ContentError, CorruptArchiveError, UsageError
 from specman.oci.blob import Progress, download_to
 from specman.oci.manifest import (
@@ -32,7 +32,7 @@ from specman.oci.manifest import (
 )
 from specman.oci.repository import Repository
 
-__all__ = ["PullResult", "PushResult", "pull_artifact", "push_artifact", "resolve_image_manifest"]
+__all__ = ["PullResult", "PushResult", "extract_layer_into", "pull_artifact", "push_artifact", "resolve_image_manifest"]
 
 ARCHIVE_NAME = "manifests.tgz"
 StartProgress = Callable[[str, int], Progress]
@@ -116,6 +116,26 @@ def _safe_title(desc: Descriptor, index: int) -> str:
     if "/" in title or title in (".", "..") or "\x00" in title or title.startswith("."):
         raise ContentError(f"layer title {title!r} is not a plain file name")
     return title
+
+
+def extract_layer_into(
+    repo: Repository,
+    layer: Descriptor,
+    directory: Path,
+    *,
+    limits: ExtractLimits | None = None,
+    progress: Progress | None = None,
+) -> ExtractResult:
+    """Stream ``layer`` into the existing empty ``directory``, hashing while extracting; returns only once the
+    digest matched.  A corrupt stream whose bytes do not match their digest is reported as the mismatch."""
+    with repo.open_blob(layer, progress=progress) as reader:
+        try:
+            result = extract_into(reader, directory, limits or ExtractLimits())
+        except CorruptArchiveError:
+            reader.verify()
+            raise
+        reader.verify()
+    return result
 
 
 def pull_artifact(

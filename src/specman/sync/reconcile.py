@@ -23,10 +23,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final, TypeVar
 
-from specman.archive import ExtractLimits, extract_into
+from specman.archive import ExtractLimits
 from specman.errors import (
     ContentError,
-    CorruptArchiveError,
     RateLimitedError,
     RegistryError,
     SpecmanError,
@@ -34,7 +33,7 @@ from specman.errors import (
     SyncError,
     TransportError,
 )
-from specman.oci import Repository, resolve_image_manifest
+from specman.oci import Repository, extract_layer_into, resolve_image_manifest
 from specman.oci.blob import Progress
 from specman.store import Generation, Store, Version
 from specman.sync.filters import TagFilter
@@ -243,13 +242,7 @@ def _fetch_one(state: SyncState, tag: str, digest: str) -> tuple[Version, int]:
     progress = state.progress(f"sync {tag}", layer.size) if state.progress else None
 
     def fill(tree: Path) -> None:
-        with state.source.open_blob(layer, progress=progress) as reader:
-            try:
-                extract_into(reader, tree, state.limits)
-            except CorruptArchiveError:
-                reader.verify()  # corrupt bytes are most often a digest mismatch: say that
-                raise
-            reader.verify()
+        extract_layer_into(state.source, layer, tree, limits=state.limits, progress=progress)
         log.info(f"Persisting {tag}")
 
     version = state.store.add_version(tag, digest, fill)
