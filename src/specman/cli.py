@@ -357,10 +357,12 @@ def logout(ui: UI, registry: str) -> None:
 
 
 from specman.quickstart import quickstart  # noqa: E402  (registers the command)
+from specman.serve_command import serve  # noqa: E402  (registers the command)
 from specman.sync_command import sync  # noqa: E402  (registers the command)
 
 cli.add_command(quickstart)
 cli.add_command(sync)
+cli.add_command(serve)
 
 
 def main(argv: list[str] | None = None) -> None:

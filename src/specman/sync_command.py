@@ -10,22 +10,27 @@ from __future__ import annotations
 import re
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import click
 
 from specman import logs
+from specman.archive import ExtractLimits
 from specman.cli import _limits, _options, open_source, registry_options, with_extract_limits
 from specman.errors import SpecmanError
+from specman.oci import Repository
 from specman.store import Store
 from specman.sync import SyncResult, TagFilter, reconcile_once, run_loop
 from specman.ui import UI
 
-__all__ = ["Duration", "sync"]
+__all__ = ["Duration", "SyncSettings", "stop_on_signals", "sync", "sync_options", "sync_settings"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 _DURATION: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -47,7 +52,7 @@ class Duration(click.ParamType):  # type: ignore[type-arg]
 
 
 @contextmanager
-def _stop_on_signals() -> Iterator[threading.Event]:
+def stop_on_signals() -> Iterator[threading.Event]:
     """An event set by SIGTERM or SIGINT while the block runs (previous handlers restored afterwards)."""
     stop = threading.Event()
 
@@ -68,46 +73,102 @@ def _print_summary(ui: UI, result: SyncResult) -> None:
         ui.result(f"{tag} {digest}")
 
 
+def sync_options(func: F) -> F:
+    """REPO, ``--data-dir``, the tag filter, ``--parallel``, ``--interval``, registry options and extract limits:
+    the options ``sync`` and ``serve`` share."""
+    for option in reversed(_SYNC_OPTIONS):
+        func = option(func)
+    return func
+
+
+_SYNC_OPTIONS: Final[list[Callable[[Any], Any]]] = [
+    click.argument("repo", envvar="SPECMAN_SOURCE"),
+    click.option(
+        "--data-dir",
+        required=True,
+        envvar="SPECMAN_DATA_DIR",
+        type=click.Path(file_okay=False, path_type=Path),
+        help="The data directory (versions, generations, current).",
+    ),
+    click.option(
+        "--tags",
+        "tag_globs",
+        multiple=True,
+        envvar="SPECMAN_TAGS",
+        metavar="GLOB",
+        help="Only tags matching this glob (repeatable; default all).",
+    ),
+    click.option(
+        "--semver", envvar="SPECMAN_SEMVER", metavar="RANGE", help="Only tags in this range, e.g. '>=4.5.0 <5'."
+    ),
+    click.option(
+        "--keep-deleted", is_flag=True, envvar="SPECMAN_KEEP_DELETED", help="Keep serving tags deleted in the registry."
+    ),
+    click.option(
+        "--parallel",
+        type=click.IntRange(1, 32),
+        default=2,
+        show_default=True,
+        envvar="SPECMAN_PARALLEL",
+        help="Versions downloaded at once.",
+    ),
+    click.option(
+        "--interval",
+        type=Duration(),
+        default="30s",
+        show_default=True,
+        envvar="SPECMAN_INTERVAL",
+        help="Time between syncs without --once (failures back off exponentially, at most 5m).",
+    ),
+    registry_options,
+    with_extract_limits,
+]
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    """What ``sync_options`` collected, minus the data dir and interval: enough to build one reconcile."""
+
+    tag_filter: TagFilter
+    limits: ExtractLimits
+    keep_deleted: bool
+    parallel: int
+
+    def reconciler(self, source: Repository, store: Store) -> Callable[[], SyncResult]:
+        def reconcile() -> SyncResult:
+            return reconcile_once(
+                source,
+                store,
+                tag_filter=self.tag_filter,
+                limits=self.limits,
+                keep_deleted=self.keep_deleted,
+                parallel=self.parallel,
+            )
+
+        return reconcile
+
+
+def sync_settings(
+    ctx: click.Context,
+    repo: str,
+    tag_globs: tuple[str, ...],
+    semver: str | None,
+    keep_deleted: bool,
+    parallel: int,
+    max_size: int | None,
+    max_files: int | None,
+    kw: dict[str, Any],
+) -> tuple[Repository, SyncSettings]:
+    """Configure logging as the group asks, and turn the shared options into an open source and settings."""
+    root = ctx.find_root().params
+    logs.configure("debug" if root.get("verbose", 0) > 1 else "info", fmt=root.get("log_format") or "text")
+    settings = SyncSettings(TagFilter(tag_globs, semver), _limits(max_size, max_files), keep_deleted, parallel)
+    return open_source(repo, _options(kw)), settings
+
+
 @click.command()
-@click.argument("repo", envvar="SPECMAN_SOURCE")
-@click.option(
-    "--data-dir",
-    required=True,
-    envvar="SPECMAN_DATA_DIR",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="The data directory (versions, generations, current).",
-)
+@sync_options
 @click.option("--once", is_flag=True, envvar="SPECMAN_ONCE", help="One reconcile, then exit (1 if anything failed).")
-@click.option(
-    "--tags",
-    "tag_globs",
-    multiple=True,
-    envvar="SPECMAN_TAGS",
-    metavar="GLOB",
-    help="Only tags matching this glob (repeatable; default all).",
-)
-@click.option("--semver", envvar="SPECMAN_SEMVER", metavar="RANGE", help="Only tags in this range, e.g. '>=4.5.0 <5'.")
-@click.option(
-    "--keep-deleted", is_flag=True, envvar="SPECMAN_KEEP_DELETED", help="Keep serving tags deleted in the registry."
-)
-@click.option(
-    "--parallel",
-    type=click.IntRange(1, 32),
-    default=2,
-    show_default=True,
-    envvar="SPECMAN_PARALLEL",
-    help="Versions downloaded at once.",
-)
-@click.option(
-    "--interval",
-    type=Duration(),
-    default="30s",
-    show_default=True,
-    envvar="SPECMAN_INTERVAL",
-    help="Time between syncs without --once (failures back off exponentially, at most 5m).",
-)
-@registry_options
-@with_extract_limits
 @click.pass_context
 def sync(
     ctx: click.Context,
@@ -126,19 +187,10 @@ def sync(
 ) -> None:
     """Reconcile the data directory DIR with the tags of REPO (HOST[:PORT]/NAME, or a layout path)."""
     ui: UI = ctx.obj
-    root = ctx.find_root().params
-    logs.configure("debug" if root.get("verbose", 0) > 1 else "info", fmt=root.get("log_format") or "text")
-    tag_filter = TagFilter(tag_globs, semver)
-    limits = _limits(max_size, max_files)
-    source = open_source(repo, _options(kw))
+    source, settings = sync_settings(ctx, repo, tag_globs, semver, keep_deleted, parallel, max_size, max_files, kw)
     try:
         with Store(data_dir) as store:
-
-            def reconcile() -> SyncResult:
-                return reconcile_once(
-                    source, store, tag_filter=tag_filter, limits=limits, keep_deleted=keep_deleted, parallel=parallel
-                )
-
+            reconcile = settings.reconciler(source, store)
             if once:
                 result = reconcile()
                 _print_summary(ui, result)
@@ -146,7 +198,7 @@ def sync(
                     causes = "; ".join(f"{tag}: {message}" for tag, message in sorted(result.failed.items()))
                     raise SpecmanError(f"sync of {source.display}: {len(result.failed)} tag(s) failed: {causes}")
                 return
-            with _stop_on_signals() as stop:
+            with stop_on_signals() as stop:
                 run_loop(reconcile, interval=interval, stop=stop)
     finally:
         source.close()

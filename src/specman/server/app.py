@@ -1,0 +1,424 @@
+"""The ASGI application of ``specman serve``: the published view, per-version trees, status and probes.
+
+``create_app(data_dir)`` reads only what ``specman.store`` published.  Every request checks ``<data_dir>/current``
+with one ``readlink`` and reloads the generation record when the link moved, so a sync in another process is
+visible at once and a request never mixes two generations (it resolves its tree once).
+
+Paths go through ``paths.parse_request_path`` (on the raw, still encoded path) and ``paths.confine``;
+preconditions and ranges through ``conditional``.  Files are answered by ``_send_file``: whole files with the
+ASGI ``http.response.pathsend`` extension when the server offers it (granian sends them without copying them
+through Python), otherwise in chunks read in a worker thread; one range → 206, several → ``multipart/byteranges``.
+
+ETag: the sha256 of the file's content (first 32 hex digits), computed once per file and cached by
+``(device, inode, size, mtime)``.  Content identity is what a client cache cares about, it is the same on every
+replica for the same bytes whatever the order the replica synced its tags in, and because generations hard-link
+version files the cache key survives a new generation (an unchanged file keeps its inode).  Deriving it from the
+winning version's digest instead would need the per-path winner, which generations do not record.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import html
+import mimetypes
+import os
+import secrets
+import stat
+import threading
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import quote
+
+import anyio.to_thread
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from specman.server.conditional import RangeNotSatisfiable, http_date, not_modified, parse_range, range_applies
+from specman.server.paths import PathRejected, RequestPath, confine, parse_request_path
+from specman.store import Generation, Store, load_current
+
+__all__ = ["VERSIONS_PREFIX", "content_type", "create_app"]
+
+VERSIONS_PREFIX: Final = "/_specman/versions/"
+_CHUNK: Final = 256 * 1024
+_ETAG_CACHE_SIZE: Final = 4096
+_OPEN_PATHS: Final = ("/healthz", "/readyz")
+_TYPES: Final = {
+    ".yaml": "application/yaml",
+    ".yml": "application/yaml",
+    ".json": "application/json",
+    ".md": "text/markdown",
+    ".txt": "text/plain",
+}
+_TEXT_TYPES: Final = ("application/yaml", "application/json", "application/xml", "application/javascript")
+
+
+def content_type(name: str) -> str:
+    """The Content-Type for a file name: specman's table, then ``mimetypes``; charset=utf-8 for text."""
+    suffix = os.path.splitext(name)[1].lower()
+    kind = _TYPES.get(suffix) or mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
+    if kind.startswith("text/") or kind in _TEXT_TYPES:
+        return f"{kind}; charset=utf-8"
+    return kind
+
+
+class _Current:
+    """The published generation, reloaded when ``current`` points elsewhere (one ``readlink`` per request)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.store = Store(data_dir)  # never opened: only its read-only lookups are used
+        self._lock = threading.Lock()
+        self._link: str | None = None
+        self._generation: Generation | None = None
+
+    def get(self) -> Generation | None:
+        try:
+            link: str | None = os.readlink(self.data_dir / "current")
+        except OSError:
+            link = None
+        with self._lock:
+            if link != self._link or (link is not None and self._generation is None):
+                self._generation = load_current(self.data_dir) if link is not None else None
+                self._link = link
+            return self._generation
+
+
+class _ETags:
+    """Content-derived strong ETags, cached by file identity (an LRU of ``_ETAG_CACHE_SIZE`` entries)."""
+
+    def __init__(self) -> None:
+        self._cache: OrderedDict[tuple[int, int, int, int], str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, path: Path, st: os.stat_result) -> str:
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached is not None:
+                self._cache.move_to_end(key)
+                return cached
+        with path.open("rb") as handle:
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        tag = f'"{digest[:32]}"'
+        with self._lock:
+            self._cache[key] = tag
+            while len(self._cache) > _ETAG_CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return tag
+
+
+def _error(status: int, message: str) -> Response:
+    return PlainTextResponse(message + "\n", status_code=status, headers={"Cache-Control": "no-store"})
+
+
+def _raw_path(scope: Scope) -> str:
+    raw = scope.get("raw_path")
+    if isinstance(raw, bytes) and raw:
+        return raw.decode("latin-1").split("?", 1)[0]
+    return quote(str(scope.get("path", "/")))
+
+
+def _listing(root: Path, directory: Path) -> list[dict[str, Any]]:
+    """Entries of ``directory`` (inside ``root``) sorted by name; symlinks leading out of ``root`` are left out."""
+    real_root = os.path.realpath(root)
+    entries: list[dict[str, Any]] = []
+    with os.scandir(directory) as scan:
+        for entry in scan:
+            target = os.path.realpath(entry.path)
+            if os.path.commonpath((real_root, target)) != real_root:
+                continue
+            try:
+                st = os.stat(target)
+            except OSError:
+                continue
+            is_dir = stat.S_ISDIR(st.st_mode)
+            if not is_dir and not stat.S_ISREG(st.st_mode):
+                continue
+            entries.append(
+                {
+                    "name": entry.name,
+                    "type": "directory" if is_dir else "file",
+                    "size": 0 if is_dir else st.st_size,
+                    "mtime": http_date(st.st_mtime),
+                }
+            )
+    entries.sort(key=lambda item: (item["type"] != "directory", item["name"]))
+    return entries
+
+
+def _html_listing(url_path: str, entries: list[dict[str, Any]]) -> str:
+    title = html.escape(f"Index of {url_path}")
+    rows = ['<a href="../">../</a>'] if url_path != "/" else []
+    for item in entries:
+        name = item["name"] + ("/" if item["type"] == "directory" else "")
+        size = "-" if item["type"] == "directory" else str(item["size"])
+        link = html.escape(quote(name), quote=True)
+        rows.append(f'<a href="{link}">{html.escape(name)}</a> {item["mtime"]} {size}')
+    body = "\n".join(rows)
+    return (
+        f"<!DOCTYPE html>\n<html><head><title>{title}</title></head>\n"
+        f"<body><h1>{title}</h1><hr><pre>\n{body}\n</pre><hr></body></html>\n"
+    )
+
+
+def _wants_json(request: Request) -> bool:
+    accept = request.headers.get("accept", "").lower()
+    return "application/json" in accept and "text/html" not in accept
+
+
+def _read_range(path: Path, start: int, length: int) -> bytes:
+    with path.open("rb") as handle:
+        handle.seek(start)
+        return handle.read(length)
+
+
+async def _send_file(
+    scope: Scope, send: Send, path: Path, headers: dict[str, str], size: int, ranges: list[tuple[int, int]] | None
+) -> None:
+    """Send the file (or its ``ranges``) with ``headers``; the body is left out for HEAD."""
+    head = scope["method"] == "HEAD"
+    status = 200
+    parts: list[tuple[bytes, int, int]] = []  # (preamble, start, end_inclusive)
+    epilogue = b""
+    if ranges is not None and len(ranges) == 1:
+        status = 206
+        start, end = ranges[0]
+        headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+        headers["Content-Length"] = str(end - start + 1)
+        parts.append((b"", start, end))
+    elif ranges is not None:
+        status = 206
+        boundary = secrets.token_hex(12)
+        kind = headers.pop("Content-Type")
+        headers["Content-Type"] = f"multipart/byteranges; boundary={boundary}"
+        for start, end in ranges:
+            text = f"\r\n--{boundary}\r\nContent-Type: {kind}\r\nContent-Range: bytes {start}-{end}/{size}\r\n\r\n"
+            parts.append((text.encode(), start, end))
+        epilogue = f"\r\n--{boundary}--\r\n".encode()
+        total = sum(len(p) + end - start + 1 for p, start, end in parts) + len(epilogue)
+        headers["Content-Length"] = str(total)
+    else:
+        headers["Content-Length"] = str(size)
+    raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    if head:
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return
+    if not parts and "http.response.pathsend" in scope.get("extensions", {}):
+        await send({"type": "http.response.pathsend", "path": str(path)})
+        return
+    for preamble, start, end in parts or [(b"", 0, size - 1)]:
+        if preamble:
+            await send({"type": "http.response.body", "body": preamble, "more_body": True})
+        offset = start
+        while offset <= end:
+            length = min(_CHUNK, end - offset + 1)
+            chunk = await anyio.to_thread.run_sync(_read_range, path, offset, length)
+            if not chunk:
+                break
+            offset += len(chunk)
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await send({"type": "http.response.body", "body": epilogue, "more_body": False})
+
+
+class _Files:
+    """GET/HEAD of files and directories under the current generation's tree or one version's tree."""
+
+    def __init__(self, current: _Current) -> None:
+        self.current = current
+        self.etags = _ETags()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        raw = _raw_path(scope)
+        try:
+            response = await self._respond(request, raw, scope, send)
+        except PathRejected as exc:
+            response = _error(exc.status, f"Bad request: {exc}")
+        if response is not None:
+            await response(scope, receive, send)
+
+    def _root(self, raw: str) -> tuple[Path | None, str, str]:
+        """The tree to serve ``raw`` from, the path inside it, and the URL prefix of that tree."""
+        generation = self.current.get()
+        if raw.startswith(VERSIONS_PREFIX):
+            tag, _, rest = raw[len(VERSIONS_PREFIX) :].partition("/")
+            tag_path = parse_request_path("/" + tag)
+            if len(tag_path.names) != 1:
+                raise PathRejected("a tag is required after /_specman/versions/")
+            tree = self.current.store.per_version_tree(tag_path.names[0]) if generation is not None else None
+            return tree, "/" + rest, VERSIONS_PREFIX + tag
+        return (generation.tree if generation is not None else None), raw, ""
+
+    async def _respond(self, request: Request, raw: str, scope: Scope, send: Send) -> Response | None:
+        root, inner, prefix = self._root(raw)
+        path = parse_request_path(inner)
+        if root is None:
+            return _error(404, "Not found")
+        target = await anyio.to_thread.run_sync(confine, root, path)
+        if target is None:
+            return _error(404, "Not found")
+        st = await anyio.to_thread.run_sync(os.stat, target)
+        if stat.S_ISDIR(st.st_mode):
+            return await self._directory(request, root, target, path, prefix)
+        if not stat.S_ISREG(st.st_mode) or path.directory:
+            return _error(404, "Not found")
+        etag = await anyio.to_thread.run_sync(self.etags.get, target, st)
+        headers = {
+            "ETag": etag,
+            "Last-Modified": http_date(st.st_mtime),
+            "Accept-Ranges": "bytes",
+            "Cache-Control": "no-cache",
+        }
+        h = request.headers
+        if not_modified(
+            etag, st.st_mtime, if_none_match=h.get("if-none-match"), if_modified_since=h.get("if-modified-since")
+        ):
+            return Response(status_code=304, headers=headers)
+        headers["Content-Type"] = content_type(target.name)
+        ranges = None
+        if range_applies(etag, st.st_mtime, h.get("if-range")):
+            try:
+                ranges = parse_range(h.get("range"), st.st_size)
+            except RangeNotSatisfiable as exc:
+                return Response(
+                    b"Range not satisfiable\n",
+                    status_code=416,
+                    headers={"Content-Range": str(exc), "Content-Type": "text/plain; charset=utf-8"},
+                )
+        await _send_file(scope, send, target, headers, st.st_size, ranges)
+        return None
+
+    async def _directory(self, request: Request, root: Path, target: Path, path: RequestPath, prefix: str) -> Response:
+        url_path = prefix + "/" + "".join(quote(name) + "/" for name in path.names)
+        if not path.directory:
+            query = f"?{request.url.query}" if request.url.query else ""
+            return RedirectResponse(url_path + query, status_code=301)
+        entries = await anyio.to_thread.run_sync(_listing, root, target)
+        if _wants_json(request):
+            return JSONResponse(entries, headers={"Cache-Control": "no-cache"})
+        shown = prefix + "/" + "".join(name + "/" for name in path.names)
+        return Response(
+            _html_listing(shown, entries),
+            media_type="text/html; charset=utf-8",
+            headers={"Cache-Control": "no-cache"},
+        )
+
+
+class _BasicAuth:
+    """HTTP Basic auth in front of everything but the probes; credentials compared in constant time."""
+
+    def __init__(self, app: ASGIApp, credentials: tuple[str, str]) -> None:
+        self.app = app
+        self.user = credentials[0].encode()
+        self.password = credentials[1].encode()
+
+    def _allowed(self, header: str | None) -> bool:
+        if not header or header[:6].lower() != "basic ":
+            return False
+        try:
+            decoded = base64.b64decode(header[6:].strip(), validate=True)
+        except (binascii.Error, ValueError):
+            return False
+        user, sep, password = decoded.partition(b":")
+        ok_user = hmac.compare_digest(user, self.user)
+        ok_password = hmac.compare_digest(password, self.password)
+        return bool(sep) and ok_user and ok_password
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") in _OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        header = Request(scope).headers.get("authorization")
+        if self._allowed(header):
+            await self.app(scope, receive, send)
+            return
+        response = PlainTextResponse(
+            "Unauthorized\n", status_code=401, headers={"WWW-Authenticate": 'Basic realm="specman", charset="UTF-8"'}
+        )
+        await response(scope, receive, send)
+
+
+def _methods(app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> ASGIApp:
+    """Only GET and HEAD: anything else is 405 with ``Allow``."""
+
+    async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] not in ("GET", "HEAD"):
+            await PlainTextResponse("Method not allowed\n", status_code=405, headers={"Allow": "GET, HEAD"})(
+                scope, receive, send
+            )
+            return
+        await app(scope, receive, send)
+
+    return guarded
+
+
+def create_app(data_dir: Path, *, basic_auth: tuple[str, str] | None = None) -> Starlette:
+    """The application serving ``data_dir`` (see the module docstring); ``basic_auth`` = (user, password)."""
+    data_dir = Path(data_dir)
+    current = _Current(data_dir)
+    files = _Files(current)
+
+    async def healthz(request: Request) -> Response:
+        return PlainTextResponse("ok\n")
+
+    async def readyz(request: Request) -> Response:
+        generation = await anyio.to_thread.run_sync(current.get)
+        if generation is None:
+            return PlainTextResponse("not ready: no generation published yet\n", status_code=503)
+        return PlainTextResponse(f"ready: generation {generation.number}\n")
+
+    async def status(request: Request) -> Response:
+        body = await anyio.to_thread.run_sync(current.store.status)
+        body = {"data_dir": str(data_dir), **body}
+        return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/_specman/status", status, methods=["GET"]),
+        Route("/{path:path}", files, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes)
+    app.add_middleware(_MethodsMiddleware)
+    if basic_auth is not None:
+        app.add_middleware(_BasicAuth, credentials=basic_auth)
+    return app
+
+
+class _MethodsMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = _methods(app)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
+DATA_DIR_ENV: Final = "SPECMAN_SERVE_DATA_DIR"
+BASIC_AUTH_ENV: Final = "SPECMAN_SERVE_BASIC_AUTH_FILE"
+
+
+def read_basic_auth(path: Path) -> tuple[str, str]:
+    """``user:password`` from the first line of ``path`` (a mounted Secret); ValueError when malformed."""
+    line = path.read_text(encoding="utf-8").splitlines()[0] if path.stat().st_size else ""
+    user, sep, password = line.strip("\r\n").partition(":")
+    if not sep or not user or not password:
+        raise ValueError(f"{path}: expected one line 'user:password'")
+    return user, password
+
+
+def app_from_env() -> Starlette:
+    """Factory for the server workers (``specman serve`` sets the environment before starting them)."""
+    auth_file = os.environ.get(BASIC_AUTH_ENV)
+    return create_app(
+        Path(os.environ[DATA_DIR_ENV]), basic_auth=read_basic_auth(Path(auth_file)) if auth_file else None
+    )
