@@ -1,0 +1,175 @@
+"""File responses for the server: content types, content-derived ETags, directory listings, bodies and ranges.
+
+``send_file`` answers a regular file: whole files with the ASGI ``http.response.pathsend`` extension when the
+server offers it (granian then sends the file without copying it through Python), otherwise in chunks read in
+a worker thread; one range → 206 + ``Content-Range``, several → ``multipart/byteranges``; no body for HEAD.
+
+ETags (``ETags``): the sha256 of the file's content (first 32 hex digits), computed once per file and cached by
+``(device, inode, size, mtime)``.  Content identity is what a client cache cares about; it is the same on every
+replica for the same bytes whatever order the replica synced its tags in, and because generations hard-link
+version files the cache entry survives a new generation (an unchanged file keeps its inode).  Deriving it from
+the winning version's digest instead would need the per-path winner, which generation records do not keep.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import mimetypes
+import os
+import secrets
+import stat
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import quote
+
+import anyio.to_thread
+from starlette.types import Scope, Send
+
+from specman.server.conditional import http_date
+
+__all__ = ["ETags", "content_type", "html_listing", "listing", "send_file"]
+
+_CHUNK: Final = 256 * 1024
+_ETAG_CACHE_SIZE: Final = 4096
+_TYPES: Final = {
+    ".yaml": "application/yaml",
+    ".yml": "application/yaml",
+    ".json": "application/json",
+    ".md": "text/markdown",
+    ".txt": "text/plain",
+}
+_TEXT_TYPES: Final = ("application/yaml", "application/json", "application/xml", "application/javascript")
+
+
+def content_type(name: str) -> str:
+    """The Content-Type for a file name: specman's table, then ``mimetypes``; charset=utf-8 for text."""
+    suffix = os.path.splitext(name)[1].lower()
+    kind = _TYPES.get(suffix) or mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
+    if kind.startswith("text/") or kind in _TEXT_TYPES:
+        return f"{kind}; charset=utf-8"
+    return kind
+
+
+class ETags:
+    """Content-derived strong ETags, cached by file identity (an LRU of ``_ETAG_CACHE_SIZE`` entries)."""
+
+    def __init__(self) -> None:
+        self._cache: OrderedDict[tuple[int, int, int, int], str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, path: Path, st: os.stat_result) -> str:
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached is not None:
+                self._cache.move_to_end(key)
+                return cached
+        with path.open("rb") as handle:
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        tag = f'"{digest[:32]}"'
+        with self._lock:
+            self._cache[key] = tag
+            while len(self._cache) > _ETAG_CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return tag
+
+
+def listing(root: Path, directory: Path) -> list[dict[str, Any]]:
+    """Entries of ``directory`` (inside ``root``) sorted by name; symlinks leading out of ``root`` are left out."""
+    real_root = os.path.realpath(root)
+    entries: list[dict[str, Any]] = []
+    with os.scandir(directory) as scan:
+        for entry in scan:
+            target = os.path.realpath(entry.path)
+            if os.path.commonpath((real_root, target)) != real_root:
+                continue
+            try:
+                st = os.stat(target)
+            except OSError:
+                continue
+            is_dir = stat.S_ISDIR(st.st_mode)
+            if not is_dir and not stat.S_ISREG(st.st_mode):
+                continue
+            entries.append(
+                {
+                    "name": entry.name,
+                    "type": "directory" if is_dir else "file",
+                    "size": 0 if is_dir else st.st_size,
+                    "mtime": http_date(st.st_mtime),
+                }
+            )
+    entries.sort(key=lambda item: (item["type"] != "directory", item["name"]))
+    return entries
+
+
+def html_listing(url_path: str, entries: list[dict[str, Any]]) -> str:
+    title = html.escape(f"Index of {url_path}")
+    rows = ['<a href="../">../</a>'] if url_path != "/" else []
+    for item in entries:
+        name = item["name"] + ("/" if item["type"] == "directory" else "")
+        size = "-" if item["type"] == "directory" else str(item["size"])
+        link = html.escape(quote(name), quote=True)
+        rows.append(f'<a href="{link}">{html.escape(name)}</a> {item["mtime"]} {size}')
+    body = "\n".join(rows)
+    return (
+        f"<!DOCTYPE html>\n<html><head><title>{title}</title></head>\n"
+        f"<body><h1>{title}</h1><hr><pre>\n{body}\n</pre><hr></body></html>\n"
+    )
+
+
+def _read_range(path: Path, start: int, length: int) -> bytes:
+    with path.open("rb") as handle:
+        handle.seek(start)
+        return handle.read(length)
+
+
+async def send_file(
+    scope: Scope, send: Send, path: Path, headers: dict[str, str], size: int, ranges: list[tuple[int, int]] | None
+) -> None:
+    """Send the file (or its ``ranges``) with ``headers``; the body is left out for HEAD."""
+    head = scope["method"] == "HEAD"
+    status = 200
+    parts: list[tuple[bytes, int, int]] = []  # (preamble, start, end_inclusive)
+    epilogue = b""
+    if ranges is not None and len(ranges) == 1:
+        status = 206
+        start, end = ranges[0]
+        headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+        headers["Content-Length"] = str(end - start + 1)
+        parts.append((b"", start, end))
+    elif ranges is not None:
+        status = 206
+        boundary = secrets.token_hex(12)
+        kind = headers.pop("Content-Type")
+        headers["Content-Type"] = f"multipart/byteranges; boundary={boundary}"
+        for start, end in ranges:
+            text = f"\r\n--{boundary}\r\nContent-Type: {kind}\r\nContent-Range: bytes {start}-{end}/{size}\r\n\r\n"
+            parts.append((text.encode(), start, end))
+        epilogue = f"\r\n--{boundary}--\r\n".encode()
+        total = sum(len(p) + end - start + 1 for p, start, end in parts) + len(epilogue)
+        headers["Content-Length"] = str(total)
+    else:
+        headers["Content-Length"] = str(size)
+    raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    if head:
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return
+    if not parts and "http.response.pathsend" in scope.get("extensions", {}):
+        await send({"type": "http.response.pathsend", "path": str(path)})
+        return
+    for preamble, start, end in parts or [(b"", 0, size - 1)]:
+        if preamble:
+            await send({"type": "http.response.body", "body": preamble, "more_body": True})
+        offset = start
+        while offset <= end:
+            length = min(_CHUNK, end - offset + 1)
+            chunk = await anyio.to_thread.run_sync(_read_range, path, offset, length)
+            if not chunk:
+                break
+            offset += len(chunk)
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await send({"type": "http.response.body", "body": epilogue, "more_body": False})
