@@ -20,16 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import click
-from granian import Granian
-from granian.constants import Interfaces
-from granian.http import HTTP1Settings
 
 from specman.errors import UsageError
-from specman.server.app import BASIC_AUTH_ENV, DATA_DIR_ENV, read_basic_auth
 from specman.store import Store
 from specman.sync import run_loop
 from specman.sync_command import sync_options, sync_settings
-from specman.tls import ensure_certificates, server_context
 
 __all__ = ["parse_listen", "serve"]
 
@@ -53,6 +48,8 @@ def parse_listen(value: str) -> tuple[str, int]:
 def _tls_files(
     data_dir: Path, no_tls: bool, cert: Path | None, key: Path | None, sans: tuple[str, ...]
 ) -> tuple[Path, Path] | None:
+    from specman.tls import ensure_certificates, server_context  # cryptography loads only when serving
+
     if no_tls:
         if cert or key:
             raise UsageError("--no-tls cannot be combined with --tls-cert/--tls-key")
@@ -114,6 +111,13 @@ def serve(
     **kw: Any,
 ) -> None:
     """Sync REPO into DIR (as ``specman sync``) and serve DIR's merged view over HTTPS."""
+    # The server stack (granian, Starlette) loads only for this command: other commands start faster and smaller.
+    from granian import Granian
+    from granian.constants import Interfaces
+    from granian.http import HTTP1Settings
+
+    from specman.server.app import BASIC_AUTH_ENV, DATA_DIR_ENV, read_basic_auth
+
     host, port = parse_listen(listen)
     if basic_auth_file is not None:
         try:
