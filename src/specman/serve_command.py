@@ -12,7 +12,6 @@ clients); ``--no-tls`` serves plain HTTP (behind a TLS-terminating proxy).
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import threading
@@ -25,42 +24,11 @@ from specman.errors import UsageError
 from specman.store import Store
 from specman.sync import run_loop
 from specman.sync_command import sync_options, sync_settings
+from specman.web import parse_listen, run_asgi, tls_files
 
-__all__ = ["parse_listen", "serve"]
+__all__ = ["serve"]
 
 log = logging.getLogger("specman.serve")
-
-
-def parse_listen(value: str) -> tuple[str, int]:
-    """``HOST:PORT`` or ``[IPv6]:PORT`` → (host, port); UsageError otherwise."""
-    host, sep, port = value.rpartition(":")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise UsageError(f"--listen {value!r}: expected HOST:PORT, e.g. 0.0.0.0:8443")
-    if ":" in host:
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise UsageError(f"--listen {value!r}: {host!r} is not an IPv6 address") from None
-    return host, int(port)
-
-
-def _tls_files(
-    data_dir: Path, no_tls: bool, cert: Path | None, key: Path | None, sans: tuple[str, ...]
-) -> tuple[Path, Path] | None:
-    from specman.tls import ensure_certificates, server_context  # cryptography loads only when serving
-
-    if no_tls:
-        if cert or key:
-            raise UsageError("--no-tls cannot be combined with --tls-cert/--tls-key")
-        return None
-    if (cert is None) != (key is None):
-        raise UsageError("--tls-cert and --tls-key go together")
-    if cert is not None and key is not None:
-        server_context(cert, key)  # fails early, with one line, on an unreadable or mismatched pair
-        return cert, key
-    files = ensure_certificates(data_dir / "tls", sans)
-    return files.cert, files.key
 
 
 @click.command()
@@ -112,10 +80,6 @@ def serve(
 ) -> None:
     """Sync REPO into DIR (as ``specman sync``) and serve DIR's merged view over HTTPS."""
     # The server stack (granian, Starlette) loads only for this command: other commands start faster and smaller.
-    from granian import Granian
-    from granian.constants import Interfaces
-    from granian.http import HTTP1Settings
-
     from specman.server.app import BASIC_AUTH_ENV, DATA_DIR_ENV, read_basic_auth
 
     host, port = parse_listen(listen)
@@ -127,7 +91,7 @@ def serve(
     source, settings = sync_settings(ctx, repo, tag_globs, semver, keep_deleted, parallel, max_size, max_files, kw)
     try:
         with Store(data_dir) as store:
-            tls = _tls_files(store.data_dir, no_tls, tls_cert, tls_key, tls_sans)
+            tls = tls_files(store.data_dir, no_tls, tls_cert, tls_key, tls_sans)
             os.environ[DATA_DIR_ENV] = str(store.data_dir.resolve())
             if basic_auth_file is not None:
                 os.environ[BASIC_AUTH_ENV] = str(basic_auth_file.resolve())
@@ -142,21 +106,8 @@ def serve(
                 daemon=True,
             )
             syncer.start()
-            server = Granian(
-                "specman.server.app:app_from_env",
-                address=host,
-                port=port,
-                interface=Interfaces.ASGI,
-                factory=True,
-                workers=workers,
-                websockets=False,
-                http1_settings=HTTP1Settings(keep_alive=True),
-                ssl_cert=tls[0] if tls else None,
-                ssl_key=tls[1] if tls else None,
-                log_access=False,
-            )
             try:
-                server.serve()
+                run_asgi("specman.server.app:app_from_env", host=host, port=port, workers=workers, tls=tls)
             finally:
                 log.info("Stopping")
                 stop.set()

@@ -1,0 +1,97 @@
+"""Running specman's HTTP services (``serve``, ``console``): listen address, TLS material and granian.
+
+``parse_listen`` reads ``--listen``; ``tls_files`` picks the certificate (``--tls-cert/--tls-key``, or a private CA
+and server certificate generated into ``<data-dir>/tls``, or none with ``--no-tls``); ``run_asgi`` starts granian
+with ``workers`` processes sharing the port (SO_REUSEPORT), crashed workers respawned, its own log lines in
+specman's format (logrus text or JSON), and returns after SIGTERM/SIGINT once in-flight requests are done.
+
+The server stack (granian, cryptography) is imported inside the functions: commands that do not serve start faster.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from pathlib import Path
+from typing import Any
+
+from specman.errors import UsageError
+
+__all__ = ["parse_listen", "run_asgi", "tls_files"]
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[IPv6]:PORT`` → (host, port); UsageError otherwise."""
+    host, sep, port = value.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"--listen {value!r}: expected HOST:PORT, e.g. 0.0.0.0:8443")
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise UsageError(f"--listen {value!r}: {host!r} is not an IPv6 address") from None
+    return host, int(port)
+
+
+def tls_files(
+    data_dir: Path, no_tls: bool, cert: Path | None, key: Path | None, sans: tuple[str, ...]
+) -> tuple[Path, Path] | None:
+    """The (certificate, key) to serve with, or None for plain HTTP; a bad combination is a UsageError."""
+    from specman.tls import ensure_certificates, server_context  # cryptography loads only when serving
+
+    if no_tls:
+        if cert or key:
+            raise UsageError("--no-tls cannot be combined with --tls-cert/--tls-key")
+        return None
+    if (cert is None) != (key is None):
+        raise UsageError("--tls-cert and --tls-key go together")
+    if cert is not None and key is not None:
+        server_context(cert, key)  # fails early, with one line, on an unreadable or mismatched pair
+        return cert, key
+    files = ensure_certificates(data_dir / "tls", sans)
+    return files.cert, files.key
+
+
+def _log_config() -> dict[str, Any]:
+    """granian's loggers through the formatter specman's own handler uses (``logs.configure`` set it up)."""
+    handlers = logging.getLogger("specman").handlers
+    formatter = type(handlers[0].formatter) if handlers and handlers[0].formatter else logging.Formatter
+    return {
+        "formatters": {"generic": {"()": f"{formatter.__module__}.{formatter.__qualname__}"}},
+        "handlers": {
+            "console": {"formatter": "generic", "class": "logging.StreamHandler", "stream": "ext://sys.stderr"}
+        },
+        "loggers": {"_granian": {"handlers": ["console"], "level": "INFO", "propagate": False}},
+    }
+
+
+def run_asgi(
+    factory: str,
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    tls: tuple[Path, Path] | None,
+) -> None:
+    """Serve the ASGI app built by ``factory`` (``"module:function"``, called once in each worker) until a signal."""
+    from granian import Granian
+    from granian.constants import Interfaces
+    from granian.http import HTTP1Settings
+
+    server = Granian(
+        factory,
+        address=host,
+        port=port,
+        interface=Interfaces.ASGI,
+        factory=True,
+        workers=workers,
+        websockets=False,
+        http1_settings=HTTP1Settings(keep_alive=True),
+        ssl_cert=tls[0] if tls else None,
+        ssl_key=tls[1] if tls else None,
+        log_access=False,
+        log_dictconfig=_log_config(),
+        respawn_failed_workers=True,
+    )
+    server.serve()
