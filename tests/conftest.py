@@ -17,10 +17,12 @@ import pytest
 from tests.fixtures.certs import Certs, make_certs, make_wrong_ca
 from tests.fixtures.faultproxy import FaultProxy
 from tests.fixtures.registry import SCRUBBED_ENV, Mode, Registry, start_registry, stop_registry
+from tests.fixtures.serve import ServeProcess, start_serve
 from tests.fixtures.tools import Skopeo, require_binaries
 
 RegistryFactory = Callable[..., Registry]
 FaultProxyFactory = Callable[[Registry], FaultProxy]
+ServeFactory = Callable[..., ServeProcess]
 
 # CA bundles and proxies of the outer environment (the registry processes are started without them too)
 _LEAKY_ENV = (*SCRUBBED_ENV, "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "REGISTRY_AUTH_FILE")
@@ -144,3 +146,19 @@ def skopeo(tmp_path_factory: pytest.TempPathFactory) -> Skopeo:
     """``skopeo("copy", ...)`` with an accept-anything policy and an empty auth file."""
     _require("skopeo")
     return Skopeo(tmp_path_factory.mktemp("skopeo"))
+
+
+@pytest.fixture
+def serve_factory() -> Iterator[ServeFactory]:
+    """``serve_factory(source_args, data_dir, extra_args=..., env=..., tls=True, workers=1, ...)`` -> a healthy
+    ``ServeProcess`` (see ``tests/fixtures/serve.py: start_serve``); every process is stopped at teardown."""
+    started: list[ServeProcess] = []
+
+    def factory(source_args: list[str], data_dir: Path, **kwargs: Any) -> ServeProcess:
+        process = start_serve(source_args, data_dir, **kwargs)
+        started.append(process)
+        return process
+
+    yield factory
+    for process in reversed(started):
+        process.stop()

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import http.client
 import shutil
-import signal
-import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
@@ -20,39 +15,11 @@ import pytest
 
 from specman.oci import LayoutRepository, push_artifact
 from specman.server.app import create_app
-from tests.fixtures.registry import free_port
+from tests.fixtures.serve import ServeProcess, start_serve
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "manifests"
 ODD_NAME = "<i>&x'.txt"
 SECRET = "alice:s3cret-pw"
-
-
-@dataclass
-class Server:
-    base: str
-    data: Path
-    ca: Path
-    proc: subprocess.Popen[bytes]
-
-    def client(self, **kw: object) -> httpx.Client:
-        return httpx.Client(
-            base_url=self.base, verify=ssl.create_default_context(cafile=str(self.ca)), trust_env=False, **kw
-        )  # type: ignore[arg-type]
-
-    def raw(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-        """A request whose target is sent exactly as given (httpx would normalise dot segments)."""
-        port = int(self.base.rsplit(":", 1)[1])
-        context = ssl.create_default_context(cafile=str(self.ca))
-        conn = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=10)
-        try:
-            conn.putrequest("GET", path, skip_accept_encoding=True)
-            for key, value in (headers or {}).items():
-                conn.putheader(key, value)
-            conn.endheaders()
-            response = conn.getresponse()
-            return response.status, response.read()
-        finally:
-            conn.close()
 
 
 def _sync(layout: Path, data: Path) -> None:
@@ -66,39 +33,16 @@ def _sync(layout: Path, data: Path) -> None:
     assert proc.returncode == 0, proc.stderr
 
 
-def _start(layout: Path, data: Path, *extra: str) -> Server:
-    port = free_port()
-    args = [sys.executable, "-m", "specman", "serve", str(layout), "--oci-layout", "--data-dir", str(data)]
-    args += ["--listen", f"127.0.0.1:{port}", "--interval", "1h", *extra]
-    log = (data.parent / f"{data.name}.log").open("wb")
-    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-    server = Server(f"https://127.0.0.1:{port}", data, data / "tls" / "ca.crt", proc)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, (data.parent / f"{data.name}.log").read_text()
-        if server.ca.exists():
-            try:
-                with server.client() as client:
-                    if client.get("/healthz").status_code == 200:
-                        return server
-            except httpx.HTTPError:
-                pass
-        time.sleep(0.1)
-    proc.kill()
-    raise AssertionError("server did not start")
+def _start(layout: Path, data: Path, *extra: str, workers: int = 1) -> ServeProcess:
+    return start_serve([str(layout), "--oci-layout"], data, extra_args=["--interval", "1h", *extra], workers=workers)
 
 
-def _stop(server: Server) -> None:
-    server.proc.send_signal(signal.SIGTERM)
-    try:
-        assert server.proc.wait(timeout=15) == 0
-    finally:
-        if server.proc.poll() is None:
-            server.proc.kill()
+def _stop(server: ServeProcess) -> None:
+    assert server.stop(timeout=15) == 0, server.log_tail()
 
 
 @pytest.fixture(scope="module")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Server]]:
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServeProcess, ServeProcess]]:
     work = tmp_path_factory.mktemp("serve")
     newer = work / "4.5.15"
     shutil.copytree(EXAMPLES / "4.5.15", newer)
@@ -114,7 +58,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, 
     (data_a / "current" / "tree" / "leak").symlink_to("/etc/passwd")
     auth = work / "auth"
     auth.write_text(SECRET + "\n")
-    first = _start(layout_path, data_a, "--workers", "2")
+    first = _start(layout_path, data_a, workers=2)
     try:
         second = _start(layout_path, data_b, "--basic-auth-file", str(auth))
     except BaseException:
@@ -127,7 +71,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, 
         _stop(second)
 
 
-def test_file_bytes_etag_and_head(servers: tuple[Server, Server]) -> None:
+def test_file_bytes_etag_and_head(servers: tuple[ServeProcess, ServeProcess]) -> None:
     a, b = servers
     with a.client() as client, b.client(auth=tuple(SECRET.split(":"))) as other:
         first = client.get("/version.json")
@@ -152,7 +96,7 @@ def test_file_bytes_etag_and_head(servers: tuple[Server, Server]) -> None:
         assert client.get("/missing.json").status_code == 404
 
 
-def test_ranges(servers: tuple[Server, Server]) -> None:
+def test_ranges(servers: tuple[ServeProcess, ServeProcess]) -> None:
     a, _ = servers
     body = (EXAMPLES / "4.5.15" / "version.json").read_bytes()
     with a.client() as client:
@@ -169,7 +113,7 @@ def test_ranges(servers: tuple[Server, Server]) -> None:
         assert unsatisfiable.status_code == 416 and unsatisfiable.headers["content-range"] == f"bytes */{len(body)}"
 
 
-def test_directories(servers: tuple[Server, Server]) -> None:
+def test_directories(servers: tuple[ServeProcess, ServeProcess]) -> None:
     a, _ = servers
     with a.client() as client:
         redirect = client.get("/odd")
@@ -192,26 +136,26 @@ def test_directories(servers: tuple[Server, Server]) -> None:
     "target",
     ["/../etc/passwd", "/%2e%2e/etc/passwd", "/manifests%2f..%2f..%2fetc", "/a%00b", "/a\\..\\b", "/%c0%ae%c0%ae/x"],
 )
-def test_traversal_is_refused(servers: tuple[Server, Server], target: str) -> None:
+def test_traversal_is_refused(servers: tuple[ServeProcess, ServeProcess], target: str) -> None:
     a, _ = servers
     status, body = a.raw(target)
     assert status == 400
     assert b"root:" not in body
 
 
-def test_probes_status_and_methods(servers: tuple[Server, Server]) -> None:
+def test_probes_status_and_methods(servers: tuple[ServeProcess, ServeProcess]) -> None:
     a, _ = servers
     with a.client() as client:
         assert client.get("/healthz").status_code == 200
         assert client.get("/readyz").status_code == 200
         status = client.get("/_specman/status").json()
-        assert status["generation"] == 1 and status["data_dir"] == str(a.data.resolve())
+        assert status["generation"] == 1 and status["data_dir"] == str(a.data_dir.resolve())
         assert set(status["tags"]) == {"4.5.13", "4.5.15"}
         post = client.post("/version.json", content=b"x")
         assert post.status_code == 405 and post.headers["allow"] == "GET, HEAD"
 
 
-def test_basic_auth(servers: tuple[Server, Server]) -> None:
+def test_basic_auth(servers: tuple[ServeProcess, ServeProcess]) -> None:
     _, b = servers
     with b.client() as client:
         denied = client.get("/version.json")
