@@ -109,10 +109,14 @@ def registry_options(func: F) -> F:
 
 
 def _options(kw: dict[str, Any]) -> RegistryOptions:
-    password = _read_password(kw.pop("password_stdin"), kw.pop("password_file"))
+    """The registry options of a command.  ``--password-file`` is checked now and read again at each credential
+    lookup, so a long-running ``sync``/``serve`` picks up a rotated Secret (after the registry refused the old one)."""
+    password_file: Path | None = kw.pop("password_file")
+    password = _read_password(kw.pop("password_stdin"), password_file)
     return RegistryOptions(
         username=kw.pop("username"),
-        password=password,
+        password=None if password_file else password,
+        password_file=password_file,
         plain_http=kw.pop("plain_http"),
         insecure=kw.pop("insecure"),
         ca_file=kw.pop("ca_file"),

@@ -1,10 +1,13 @@
 """``specman serve REPO --data-dir DIR``: the sync loop in a background thread, granian serving the data dir in front.
 
-The parent process opens the store (lock + recovery), runs ``specman.sync.run_loop`` in a thread and granian in
-the foreground with ``--workers`` processes sharing the port; each worker builds the app with
-``specman.server.app.app_from_env`` (the data dir and the Basic auth file are passed in the environment, never a
-password).  granian handles SIGTERM/SIGINT (graceful: in-flight requests finish); when it returns the sync loop is
-stopped, a reconcile in progress runs to its end, and the store is closed.
+The main process opens the store (lock + recovery), creates the run directory it shares with the workers
+(``specman.runtime``: app settings, the sync state file, the notification FIFO, the metrics files), runs
+``specman.sync.run_loop`` in a thread and granian in the foreground with ``--workers`` processes sharing the
+port; each worker builds the app with ``specman.server.app.app_from_env``.  Secrets stay in their files (or the
+environment they came from): only paths are passed on.  A registry notification accepted by a worker reaches
+the main process through the FIFO and wakes the loop (if it names a tag the filter selects).  granian handles
+SIGTERM/SIGINT (graceful: in-flight requests finish); when it returns the sync loop is stopped, a reconcile in
+progress runs to its end, and the store is closed.
 
 TLS: ``--tls-cert/--tls-key``, or a private CA and certificate generated into ``<data-dir>/tls`` (``ca.crt`` for
 clients); ``--no-tls`` serves plain HTTP (behind a TLS-terminating proxy).
@@ -15,20 +18,24 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import click
 
-from specman.errors import UsageError
+from specman.errors import SyncError, UsageError
+from specman.oci import RemoteRepository
+from specman.runtime import AppConfig, RunDir, SyncStatus
 from specman.store import Store
-from specman.sync import run_loop
+from specman.sync import SyncResult, TagFilter, run_loop
 from specman.sync_command import sync_options, sync_settings
 from specman.web import parse_listen, run_asgi, tls_files
 
 __all__ = ["serve"]
 
 log = logging.getLogger("specman.serve")
+NOTIFY_TOKEN_ENV: Final = "SPECMAN_NOTIFY_TOKEN"  # noqa: S105 (a variable name, not a secret)
 
 
 @click.command()
@@ -56,6 +63,12 @@ log = logging.getLogger("specman.serve")
     envvar="SPECMAN_BASIC_AUTH_FILE",
     help="Require HTTP Basic auth; the file holds one line 'user:password'.",
 )
+@click.option(
+    "--notify-token-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="SPECMAN_NOTIFY_TOKEN_FILE",
+    help=f"Accept registry notifications (POST /_specman/notify) with this bearer token (or set {NOTIFY_TOKEN_ENV}).",
+)
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -76,11 +89,13 @@ def serve(
     tls_sans: tuple[str, ...],
     workers: int,
     basic_auth_file: Path | None,
+    notify_token_file: Path | None,
     **kw: Any,
 ) -> None:
     """Sync REPO into DIR (as ``specman sync``) and serve DIR's merged view over HTTPS."""
     # The server stack (granian, Starlette) loads only for this command: other commands start faster and smaller.
-    from specman.server.app import BASIC_AUTH_ENV, DATA_DIR_ENV, read_basic_auth
+    from specman.metrics import Metrics
+    from specman.server.guards import read_basic_auth
 
     host, port = parse_listen(listen)
     if basic_auth_file is not None:
@@ -88,29 +103,66 @@ def serve(
             read_basic_auth(basic_auth_file)
         except (OSError, ValueError) as exc:
             raise UsageError(f"--basic-auth-file: {exc}") from None
+    token_env = _notify_token(notify_token_file)
     source, settings = sync_settings(ctx, repo, tag_globs, semver, keep_deleted, parallel, max_size, max_files, kw)
     try:
         with Store(data_dir) as store:
             tls = tls_files(store.data_dir, no_tls, tls_cert, tls_key, tls_sans)
-            os.environ[DATA_DIR_ENV] = str(store.data_dir.resolve())
-            if basic_auth_file is not None:
-                os.environ[BASIC_AUTH_ENV] = str(basic_auth_file.resolve())
-            else:
-                os.environ.pop(BASIC_AUTH_ENV, None)
-            stop = threading.Event()
-            syncer = threading.Thread(
-                target=run_loop,
-                args=(settings.reconciler(source, store),),
-                kwargs={"interval": interval, "stop": stop},
-                name="specman-sync",
-                daemon=True,
+            config = AppConfig(
+                data_dir=str(store.data_dir.resolve()),
+                source=source.display,
+                repository=source.name if isinstance(source, RemoteRepository) else None,
+                basic_auth_file=str(basic_auth_file.resolve()) if basic_auth_file else None,
+                notify_token_file=str(notify_token_file.resolve()) if notify_token_file else None,
+                notify_token_env=token_env,
             )
-            syncer.start()
-            try:
-                run_asgi("specman.server.app:app_from_env", host=host, port=port, workers=workers, tls=tls)
-            finally:
-                log.info("Stopping")
-                stop.set()
-                syncer.join()
+            status = SyncStatus(source=source.display)
+            with RunDir.create(config, status) as run:
+                metrics = Metrics(run.metrics_dir)
+
+                def on_result(result: SyncResult | None, error: SyncError | None) -> None:
+                    status.record(result, error)
+                    run.write_status(status)
+                    metrics.record_sync(result, error)
+
+                stop, wake = threading.Event(), threading.Event()
+                run.listen(partial(_on_notification, settings.tag_filter, wake))
+                syncer = threading.Thread(
+                    target=run_loop,
+                    args=(settings.reconciler(source, store),),
+                    kwargs={"interval": interval, "stop": stop, "wake": wake, "on_result": on_result},
+                    name="specman-sync",
+                    daemon=True,
+                )
+                syncer.start()
+                try:
+                    run_asgi("specman.server.app:app_from_env", host=host, port=port, workers=workers, tls=tls)
+                finally:
+                    log.info("Stopping")
+                    stop.set()
+                    wake.set()
+                    syncer.join()
     finally:
         source.close()
+
+
+def _notify_token(token_file: Path | None) -> str | None:
+    """Check the notification secret at start-up; the name of the environment variable holding it, if that."""
+    if token_file is not None:
+        try:
+            if not token_file.read_text(encoding="utf-8").strip():
+                raise UsageError(f"--notify-token-file {token_file} is empty")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read --notify-token-file {token_file}: {exc}") from None
+        return None
+    return NOTIFY_TOKEN_ENV if os.environ.get(NOTIFY_TOKEN_ENV, "").strip() else None
+
+
+def _on_notification(tag_filter: TagFilter, wake: threading.Event, tags: list[str]) -> None:
+    """A worker accepted a registry notification: sync now if it names a tag this service follows."""
+    selected = tag_filter.select(tags) if tags else []
+    if tags and not selected:
+        log.info("Ignoring notification", extra={"fields": {"tags": " ".join(tags), "why": "not selected"}})
+        return
+    log.info("Notification received, syncing now", extra={"fields": {"tags": " ".join(selected)}})
+    wake.set()

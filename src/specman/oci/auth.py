@@ -143,6 +143,11 @@ class RegistryAuth(httpx.Auth):
             self._creds_cache[host] = creds
         return creds
 
+    def forget_credentials(self, host: str) -> None:
+        """Look ``host``'s credentials up again next time (they were refused: a rotated password may be there)."""
+        with self._lock:
+            self._creds_cache.pop(host, None)
+
     # -- token cache ---------------------------------------------------------------------------------------
     def _cached(self, challenge: Challenge, scope: str) -> str | None:
         now = time.monotonic()
@@ -185,7 +190,10 @@ class RegistryAuth(httpx.Auth):
             if challenge is None or (response.status_code == 403 and applied != "token"):
                 return
             if challenge.scheme == "basic":
-                if applied == "basic" or not self._set_basic(request, host):
+                if applied == "basic":
+                    self.forget_credentials(host)
+                    return
+                if not self._set_basic(request, host):
                     return
                 with self._lock:
                     self._challenges[host] = challenge
@@ -254,6 +262,7 @@ class RegistryAuth(httpx.Auth):
             self.token_requests += 1
         realm_host = httpx.URL(challenge.realm).host
         if response.status_code in (401, 403):
+            self.forget_credentials(host)
             raise AuthenticationError(
                 f"{host}: unauthorized: the token service at {realm_host} rejected the "
                 f"{'credentials' if creds and not creds.empty else 'anonymous request'} (HTTP {response.status_code})",

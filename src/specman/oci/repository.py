@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from specman.errors import UsageError
+from specman.errors import CredentialsError, UsageError
 from specman.oci.auth import RegistryAuth
 from specman.oci.blob import BlobReader, Progress
 from specman.oci.client import RegistryClient
@@ -63,6 +63,7 @@ class Repository(Protocol):
 class RegistryOptions:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
+    password_file: Path | None = None  # read at each credential lookup (after an auth failure: again)
     plain_http: bool = False
     insecure: bool = False
     ca_file: str | None = None
@@ -77,6 +78,13 @@ class RegistryOptions:
         return TLSOptions(plain_http=self.plain_http, insecure=self.insecure, ca_file=self.ca_file)
 
     def credentials_for(self, host: str) -> Credentials | None:
+        """Flags (``password_file`` read now: a rotated Secret applies), then the environment, then docker's config."""
+        if self.password_file is not None:
+            try:
+                password = self.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise CredentialsError(f"cannot read the password file {self.password_file}: {exc}") from None
+            return Credentials(self.username or "", password)
         if self.username or self.password:
             return Credentials(self.username or "", self.password or "")
         env_user, env_pass = os.environ.get("SPECMAN_USERNAME"), os.environ.get("SPECMAN_PASSWORD")

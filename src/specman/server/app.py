@@ -10,15 +10,11 @@ preconditions and ranges through ``conditional``; bodies, ETags and listings thr
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
 import os
 import stat
 import threading
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 from urllib.parse import quote
 
 import anyio.to_thread
@@ -26,17 +22,22 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
+from specman.metrics import CONTENT_TYPE, Metrics
+from specman.runtime import RunDir
 from specman.server.conditional import RangeNotSatisfiable, http_date, not_modified, parse_range, range_applies
 from specman.server.files import ETags, content_type, html_listing, listing, send_file
+from specman.server.guards import BasicAuth, CountResponses, Methods, read_basic_auth
+from specman.server.notify import Notifier
 from specman.server.paths import PathRejected, RequestPath, confine, parse_request_path
 from specman.store import Generation, Store, load_current
 
-__all__ = ["BASIC_AUTH_ENV", "DATA_DIR_ENV", "VERSIONS_PREFIX", "app_from_env", "create_app", "read_basic_auth"]
+__all__ = ["VERSIONS_PREFIX", "app_from_env", "create_app"]
 
 VERSIONS_PREFIX: Final = "/_specman/versions/"
-_OPEN_PATHS: Final = ("/healthz", "/readyz")
+NOTIFY_PATH: Final = "/_specman/notify"
+_OPEN_PATHS: Final = frozenset({"/healthz", "/readyz", "/metrics", NOTIFY_PATH})  # no Basic auth
 
 
 class _Current:
@@ -161,59 +162,30 @@ class _Files:
         )
 
 
-class _BasicAuth:
-    """HTTP Basic auth in front of everything but the probes; credentials compared in constant time."""
-
-    def __init__(self, app: ASGIApp, credentials: tuple[str, str]) -> None:
-        self.app = app
-        self.user = credentials[0].encode()
-        self.password = credentials[1].encode()
-
-    def _allowed(self, header: str | None) -> bool:
-        if not header or header[:6].lower() != "basic ":
-            return False
-        try:
-            decoded = base64.b64decode(header[6:].strip(), validate=True)
-        except (binascii.Error, ValueError):
-            return False
-        user, sep, password = decoded.partition(b":")
-        ok_user = hmac.compare_digest(user, self.user)
-        ok_password = hmac.compare_digest(password, self.password)
-        return bool(sep) and ok_user and ok_password
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("path") in _OPEN_PATHS:
-            await self.app(scope, receive, send)
-            return
-        header = Request(scope).headers.get("authorization")
-        if self._allowed(header):
-            await self.app(scope, receive, send)
-            return
-        response = PlainTextResponse(
-            "Unauthorized\n", status_code=401, headers={"WWW-Authenticate": 'Basic realm="specman", charset="UTF-8"'}
-        )
-        await response(scope, receive, send)
+def _not_ready(sync: dict[str, Any] | None) -> str:
+    """Why ``/readyz`` says no: nothing published yet, and what the sync loop is doing about it."""
+    reason = "not ready: no generation published yet"
+    if sync and sync.get("last_error"):
+        return f"{reason}; last sync failed ({sync.get('last_error_reason')}): {sync['last_error']}"
+    if sync and sync.get("state") == "ok":
+        return f"{reason}; the last sync found no tag to publish"
+    return f"{reason}; the first sync is running"
 
 
-def _methods(app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> ASGIApp:
-    """Only GET and HEAD: anything else is 405 with ``Allow``."""
+def create_app(data_dir: Path, *, basic_auth: tuple[str, str] | None = None, run: RunDir | None = None) -> Starlette:
+    """The application serving ``data_dir`` (see the module docstring); ``basic_auth`` = (user, password).
 
-    async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] not in ("GET", "HEAD"):
-            await PlainTextResponse("Method not allowed\n", status_code=405, headers={"Allow": "GET, HEAD"})(
-                scope, receive, send
-            )
-            return
-        await app(scope, receive, send)
-
-    return guarded
-
-
-def create_app(data_dir: Path, *, basic_auth: tuple[str, str] | None = None) -> Starlette:
-    """The application serving ``data_dir`` (see the module docstring); ``basic_auth`` = (user, password)."""
+    With ``run`` (the run directory of ``specman serve``) it also shows the sync loop's state, counts and
+    exports metrics and accepts registry notifications; without it, it serves files, status and probes only.
+    """
     data_dir = Path(data_dir)
     current = _Current(data_dir)
     files = _Files(current)
+    config = run.config() if run is not None else None
+    metrics = Metrics(run.metrics_dir) if run is not None else None
+
+    def sync_state() -> dict[str, Any] | None:
+        return run.read_status() if run is not None else None
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok\n")
@@ -221,51 +193,46 @@ def create_app(data_dir: Path, *, basic_auth: tuple[str, str] | None = None) -> 
     async def readyz(request: Request) -> Response:
         generation = await anyio.to_thread.run_sync(current.get)
         if generation is None:
-            return PlainTextResponse("not ready: no generation published yet\n", status_code=503)
+            return PlainTextResponse(_not_ready(sync_state()) + "\n", status_code=503)
         return PlainTextResponse(f"ready: generation {generation.number}\n")
 
     async def status(request: Request) -> Response:
         body = await anyio.to_thread.run_sync(current.store.status)
-        body = {"data_dir": str(data_dir), **body}
+        head: dict[str, Any] = {"source": config.source if config else None, "data_dir": str(data_dir)}
+        body = {**head, **body, "sync": sync_state()}
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
+    async def metrics_page(request: Request) -> Response:
+        if metrics is None:
+            return _error(404, "Not found")
+        return Response(await anyio.to_thread.run_sync(metrics.render), media_type=CONTENT_TYPE)
+
+    notifier = Notifier(
+        run.notify if run is not None else (lambda tags: False),
+        repository=config.repository if config else None,
+        token_file=config.notify_token_file if config else None,
+        token_env=config.notify_token_env if config else None,
+    )
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics_page, methods=["GET"]),
         Route("/_specman/status", status, methods=["GET"]),
+        Route(NOTIFY_PATH, notifier.handle, methods=["POST"]),
         Route("/{path:path}", files, methods=["GET"]),
     ]
     app = Starlette(routes=routes)
-    app.add_middleware(_MethodsMiddleware)
+    app.add_middleware(Methods, post_paths={NOTIFY_PATH})
     if basic_auth is not None:
-        app.add_middleware(_BasicAuth, credentials=basic_auth)
+        app.add_middleware(BasicAuth, credentials=basic_auth, open_paths=_OPEN_PATHS)
+    if metrics is not None:
+        app.add_middleware(CountResponses, record=metrics.record_request)
     return app
 
 
-class _MethodsMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = _methods(app)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.app(scope, receive, send)
-
-
-DATA_DIR_ENV: Final = "SPECMAN_SERVE_DATA_DIR"
-BASIC_AUTH_ENV: Final = "SPECMAN_SERVE_BASIC_AUTH_FILE"
-
-
-def read_basic_auth(path: Path) -> tuple[str, str]:
-    """``user:password`` from the first line of ``path`` (a mounted Secret); ValueError when malformed."""
-    line = path.read_text(encoding="utf-8").splitlines()[0] if path.stat().st_size else ""
-    user, sep, password = line.strip("\r\n").partition(":")
-    if not sep or not user or not password:
-        raise ValueError(f"{path}: expected one line 'user:password'")
-    return user, password
-
-
 def app_from_env() -> Starlette:
-    """Factory for the server workers (``specman serve`` sets the environment before starting them)."""
-    auth_file = os.environ.get(BASIC_AUTH_ENV)
-    return create_app(
-        Path(os.environ[DATA_DIR_ENV]), basic_auth=read_basic_auth(Path(auth_file)) if auth_file else None
-    )
+    """Factory for the server workers: ``specman serve`` exported its run directory (``specman.runtime``)."""
+    run = RunDir.from_env()
+    config = run.config()
+    auth = read_basic_auth(Path(config.basic_auth_file)) if config.basic_auth_file else None
+    return create_app(Path(config.data_dir), basic_auth=auth, run=run)

@@ -45,11 +45,14 @@ def run_loop(
     stop: threading.Event,
     backoff: Backoff | None = None,
     on_result: Callable[[SyncResult | None, SyncError | None], None] | None = None,
+    wake: threading.Event | None = None,
 ) -> int:
     """Call ``reconcile`` until ``stop`` is set; return the number of reconciles run.
 
-    ``on_result(result, error)`` sees every outcome (for status and metrics).  Only ``SyncError`` is caught:
-    anything else is a bug and ends the loop.
+    ``on_result(result, error)`` sees every outcome (for status and metrics).  Setting ``wake`` (a registry
+    notification) ends the wait at once, also a backoff: the next reconcile starts now, or right after the one
+    in progress (several wakes during one reconcile make one more).  Whoever sets ``stop`` must set ``wake``
+    too.  Only ``SyncError`` is caught: anything else is a bug and ends the loop.
     """
     backoff = backoff or Backoff()
     failures = runs = 0
@@ -71,5 +74,8 @@ def run_loop(
             if error is not None and not error.retryable:
                 wait = max(wait, interval)
             log.info("Next sync after a failure", extra={"fields": {"failures": failures, "wait": f"{wait:.1f}s"}})
-        stop.wait(wait)
+        if wake is None:
+            stop.wait(wait)
+        elif wake.wait(wait):
+            wake.clear()
     return runs

@@ -64,6 +64,7 @@ class SyncResult:
     generation: int | None
     digests: dict[str, str]
     bytes_downloaded: int
+    failure_kinds: dict[str, str] = field(default_factory=dict)  # tag -> exception class, as metrics count them
 
     @property
     def ok(self) -> bool:
@@ -88,6 +89,7 @@ class SyncState:
     skipped: list[str] = field(default_factory=list)
     fetched: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    failure_kinds: dict[str, str] = field(default_factory=dict)
     removed: list[str] = field(default_factory=list)
     bytes_downloaded: int = 0
     generation: Generation | None = None
@@ -95,6 +97,7 @@ class SyncState:
     def fail_tag(self, tag: str, exc: SpecmanError) -> None:
         """Record and log one tag's failure (one line: tag, digest if known, cause)."""
         self.failed[tag] = str(exc)
+        self.failure_kinds[tag] = type(exc).__name__
         fields = {"tag": tag, "digest": self.digests.get(tag, ""), "reason": type(exc).__name__, "error": str(exc)}
         log.error(f"Failed to sync {tag}", extra={"fields": fields})
 
@@ -242,6 +245,8 @@ def _fetch_one(state: SyncState, tag: str, digest: str) -> tuple[Version, int]:
     progress = state.progress(f"sync {tag}", layer.size) if state.progress else None
 
     def fill(tree: Path) -> None:
+        log.info(f"listing dir {tree.parent}")  # the documentation's lines: the staging dir, then the layer file
+        log.info(f"filename: {layer.title or layer.digest}, isDir: false")
         extract_layer_into(state.source, layer, tree, limits=state.limits, progress=progress)
         log.info(f"Persisting {tag}")
 
@@ -305,6 +310,7 @@ def reconcile_once(
         generation=generation.number if generation else None,
         digests=generation.digests() if generation else {},
         bytes_downloaded=state.bytes_downloaded,
+        failure_kinds=dict(state.failure_kinds),
     )
     _log_summary(result, error)
     if error is not None:

@@ -1,0 +1,104 @@
+"""What stands in front of the app: the allowed methods, HTTP Basic auth, and the response counter for metrics.
+
+Each is a plain ASGI middleware (no Starlette ``BaseHTTPMiddleware``: it would buffer and slow every response).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from collections.abc import Callable, Container
+from pathlib import Path
+from typing import Final
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["BasicAuth", "CountResponses", "Methods", "read_basic_auth"]
+
+_READ_METHODS: Final = ("GET", "HEAD")
+
+
+def read_basic_auth(path: Path) -> tuple[str, str]:
+    """``user:password`` from the first line of ``path`` (a mounted Secret); ValueError when malformed."""
+    line = path.read_text(encoding="utf-8").splitlines()[0] if path.stat().st_size else ""
+    user, sep, password = line.strip("\r\n").partition(":")
+    if not sep or not user or not password:
+        raise ValueError(f"{path}: expected one line 'user:password'")
+    return user, password
+
+
+class Methods:
+    """Only GET and HEAD, except POST on the paths in ``post_paths``: anything else is 405 with ``Allow``."""
+
+    def __init__(self, app: ASGIApp, post_paths: Container[str] = ()) -> None:
+        self.app = app
+        self.post_paths = post_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            post = scope.get("path") in self.post_paths
+            allowed = ("POST",) if post else _READ_METHODS
+            if scope["method"] not in allowed:
+                response = PlainTextResponse(
+                    "Method not allowed\n", status_code=405, headers={"Allow": ", ".join(allowed)}
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class BasicAuth:
+    """HTTP Basic auth in front of everything but ``open_paths``; credentials compared in constant time."""
+
+    def __init__(self, app: ASGIApp, credentials: tuple[str, str], open_paths: Container[str] = ()) -> None:
+        self.app = app
+        self.user = credentials[0].encode()
+        self.password = credentials[1].encode()
+        self.open_paths = open_paths
+
+    def _allowed(self, header: str | None) -> bool:
+        if not header or header[:6].lower() != "basic ":
+            return False
+        try:
+            decoded = base64.b64decode(header[6:].strip(), validate=True)
+        except (binascii.Error, ValueError):
+            return False
+        user, sep, password = decoded.partition(b":")
+        ok_user = hmac.compare_digest(user, self.user)
+        ok_password = hmac.compare_digest(password, self.password)
+        return bool(sep) and ok_user and ok_password
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") in self.open_paths:
+            await self.app(scope, receive, send)
+            return
+        if self._allowed(Request(scope).headers.get("authorization")):
+            await self.app(scope, receive, send)
+            return
+        response = PlainTextResponse(
+            "Unauthorized\n", status_code=401, headers={"WWW-Authenticate": 'Basic realm="specman", charset="UTF-8"'}
+        )
+        await response(scope, receive, send)
+
+
+class CountResponses:
+    """Calls ``record(method, status)`` once per HTTP response (the status of ``http.response.start``)."""
+
+    def __init__(self, app: ASGIApp, record: Callable[[str, int], None]) -> None:
+        self.app = app
+        self.record = record
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def counting_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self.record(scope["method"], message["status"])
+            await send(message)
+
+        await self.app(scope, receive, counting_send)
