@@ -393,3 +393,8 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"Error:{where}: {exc.strerror or exc}", err=True)
         sys.exit(1)
     sys.exit(0)
+
+
+from specman.console_command import console  # noqa: E402  (registers the command)
+
+cli.add_command(console)
