@@ -6,7 +6,7 @@ under ``$TMPDIR``; removed on exit) and passes its path to the workers in ``SPEC
 
     <run>/app.json         how the workers build the app: data dir, source, auth and notify settings (no secret)
     <run>/sync.json        the sync loop's state (``SyncStatus``), replaced atomically after every reconcile
-    <run>/notify.fifo      worker → main: one JSON line per accepted registry notification (tags to sync now)
+    <run>/notify.fifo      worker → main: one JSON line per accepted registry notification ([tag, action] pairs)
     <run>/metrics/         prometheus-client's multiprocess files (``specman.metrics``)
 
 It holds runtime state only: the data directory keeps what must survive a restart.  A FIFO (not a socket) is
@@ -141,8 +141,8 @@ class RunDir:
     def write_status(self, status: SyncStatus) -> None:
         atomic_write(self.status_file, json.dumps(asdict(status)).encode(), mode=0o600, durable=False)
 
-    def listen(self, on_tags: Callable[[list[str]], None]) -> threading.Thread:
-        """Call ``on_tags(tags)`` for every notification a worker forwards (in a daemon thread)."""
+    def listen(self, on_events: Callable[[list[tuple[str, str]]], None]) -> threading.Thread:
+        """Call ``on_events([(tag, action), ...])`` for every notification a worker forwards (in a daemon thread)."""
         fd = os.open(self.fifo, os.O_RDWR)
 
         def pump() -> None:
@@ -153,11 +153,11 @@ class RunDir:
                     *lines, buffered = buffered.split(b"\n")
                     for line in lines:
                         try:
-                            tags = json.loads(line)["tags"]
+                            events = [(str(tag), str(action)) for tag, action in json.loads(line)["events"]]
                         except (ValueError, KeyError, TypeError):
                             log.warning("Ignoring a malformed notify message from a worker")
                             continue
-                        on_tags([str(tag) for tag in tags])
+                        on_events(events)
 
         thread = threading.Thread(target=pump, name="specman-notify", daemon=True)
         thread.start()
@@ -182,11 +182,11 @@ class RunDir:
             return None
         return data if isinstance(data, dict) else None
 
-    def notify(self, tags: list[str]) -> bool:
-        """Forward ``tags`` to the main process; False if it cannot take more now (a sync is due anyway)."""
-        line = json.dumps({"tags": tags[:50]}).encode() + b"\n"
+    def notify(self, events: list[tuple[str, str]]) -> bool:
+        """Forward ``(tag, action)`` pairs to the main process; False if it cannot take more now (a sync is due)."""
+        line = json.dumps({"events": events[:50]}).encode() + b"\n"
         if len(line) > _LINE_MAX:
-            line = b'{"tags": []}\n'  # huge tag names: a sync of everything is still right
+            line = b'{"events": []}\n'  # huge tag names: a sync of everything is still right
         try:
             fd = os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)
         except OSError as exc:

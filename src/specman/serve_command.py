@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
@@ -28,7 +27,8 @@ from specman.errors import SyncError, UsageError
 from specman.oci import RemoteRepository
 from specman.runtime import AppConfig, RunDir, SyncStatus
 from specman.store import Store
-from specman.sync import SyncResult, TagFilter, run_loop
+from specman.sync import SyncResult, run_loop
+from specman.sync.trigger import Trigger
 from specman.sync_command import sync_options, sync_settings
 from specman.web import parse_listen, run_asgi, tls_files
 
@@ -120,13 +120,16 @@ def serve(
             with RunDir.create(config, status) as run:
                 metrics = Metrics(run.metrics_dir)
 
+                stop, wake = threading.Event(), threading.Event()
+                trigger = Trigger(wake, settings.tag_filter)
+
                 def on_result(result: SyncResult | None, error: SyncError | None) -> None:
                     status.record(result, error)
                     run.write_status(status)
                     metrics.record_sync(result, error)
+                    trigger.after_sync(result, error)
 
-                stop, wake = threading.Event(), threading.Event()
-                run.listen(partial(_on_notification, settings.tag_filter, wake))
+                run.listen(trigger.notified)
                 syncer = threading.Thread(
                     target=run_loop,
                     args=(settings.reconciler(source, store),),
@@ -156,13 +159,3 @@ def _notify_token(token_file: Path | None) -> str | None:
             raise UsageError(f"cannot read --notify-token-file {token_file}: {exc}") from None
         return None
     return NOTIFY_TOKEN_ENV if os.environ.get(NOTIFY_TOKEN_ENV, "").strip() else None
-
-
-def _on_notification(tag_filter: TagFilter, wake: threading.Event, tags: list[str]) -> None:
-    """A worker accepted a registry notification: sync now if it names a tag this service follows."""
-    selected = tag_filter.select(tags) if tags else []
-    if tags and not selected:
-        log.info("Ignoring notification", extra={"fields": {"tags": " ".join(tags), "why": "not selected"}})
-        return
-    log.info("Notification received, syncing now", extra={"fields": {"tags": " ".join(selected)}})
-    wake.set()

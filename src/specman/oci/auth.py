@@ -190,10 +190,7 @@ class RegistryAuth(httpx.Auth):
             if challenge is None or (response.status_code == 403 and applied != "token"):
                 return
             if challenge.scheme == "basic":
-                if applied == "basic":
-                    self.forget_credentials(host)
-                    return
-                if not self._set_basic(request, host):
+                if applied == "basic" or not self._set_basic(request, host):
                     return
                 with self._lock:
                     self._challenges[host] = challenge

@@ -87,7 +87,8 @@ class RegistryClient:
         response = send(self.http, request, stream=stream, policy=self.retry, retry=retry)
         if response.status_code not in ok:
             try:
-                if response.status_code in (401, 403) and self.auth.credentials(self.host) is None:
+                refused = response.status_code in (401, 403)
+                if refused and self.auth.credentials(self.host) is None:
                     raise AuthenticationError(
                         f"{what}: unauthorized: {self.host} requires credentials and none were given "
                         "(use specman login, or -u with --password-stdin)",
@@ -98,6 +99,8 @@ class RegistryClient:
                 raise ProtocolError(f"{what}: unexpected HTTP {response.status_code}", status=response.status_code)
             finally:
                 response.close()
+                if refused:
+                    self.auth.forget_credentials(self.host)  # looked up again next time: a rotated password
         return response
 
     def ping(self) -> None:

@@ -155,11 +155,11 @@ def _error(status: int, code: str, message: str) -> Response:
 
 
 class Notifier:
-    """The endpoint: checks the token and the payload, then ``forward(tags)`` (to the sync loop)."""
+    """The endpoint: checks the token and the payload, then ``forward([(tag, action), ...])`` (to the sync loop)."""
 
     def __init__(
         self,
-        forward: Callable[[list[str]], bool],
+        forward: Callable[[list[tuple[str, str]]], bool],
         *,
         repository: str | None,
         token_file: str | None = None,
@@ -188,8 +188,8 @@ class Notifier:
             events = parse_notification(data)
         except NotificationError as exc:
             return _error(400, "BAD_NOTIFICATION", str(exc))
-        tags = sorted({e.tag for e in events if self.repository is None or e.repository == self.repository})
-        if not tags:
+        ours = [(e.tag, e.action) for e in events if self.repository is None or e.repository == self.repository]
+        if not ours:
             return _answer(200, {"triggered": False, "events": len(events), "reason": "no tag of this repository"})
-        queued = self.forward(tags)
-        return _answer(202, {"triggered": True, "tags": tags, "queued": queued})
+        queued = self.forward(ours)
+        return _answer(202, {"triggered": True, "tags": sorted({tag for tag, _ in ours}), "queued": queued})
