@@ -186,7 +186,10 @@ def test_registry_down_is_one_line(tmp_path: Path) -> None:
 
 
 def test_quickstart(tmp_path: Path) -> None:
-    proc = run("quickstart", "--work-dir", str(tmp_path / "qs"))
+    proc = run("quickstart", "--work-dir", str(tmp_path / "qs"), "--listen", "127.0.0.1:0")
     assert proc.returncode == 0, proc.stderr
-    assert "Verified" in proc.stderr
+    assert "Verified 105 files over HTTPS: identical to the source" in proc.stderr
+    for line in ("Syncing with OCI repo", "tags[0.0.0]", "Downloading 0.0.0", "Persisting 0.0.0", "Sync finished"):
+        assert f'level=info msg="{line}' in proc.stderr, line
+    assert (tmp_path / "qs" / "data" / "tls" / "ca.crt").is_file()  # --work-dir is kept
     assert proc.stdout.strip().startswith("sha256:")

@@ -20,11 +20,11 @@ from specman.errors import UsageError
 __all__ = ["parse_listen", "run_asgi", "tls_files"]
 
 
-def parse_listen(value: str) -> tuple[str, int]:
-    """``HOST:PORT`` or ``[IPv6]:PORT`` → (host, port); UsageError otherwise."""
+def parse_listen(value: str, *, any_port: bool = False) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[IPv6]:PORT`` → (host, port); UsageError otherwise.  ``any_port``: port 0 is allowed."""
     host, sep, port = value.rpartition(":")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not port.isdigit() or not (0 if any_port else 1) <= int(port) < 65536:
         raise UsageError(f"--listen {value!r}: expected HOST:PORT, e.g. 0.0.0.0:8443")
     if ":" in host:
         try:
