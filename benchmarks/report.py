@@ -19,12 +19,17 @@ __all__ = [
     "OP_PULL",
     "OP_PULLX",
     "OP_PUSH",
+    "SERVE_BEGIN",
+    "SERVE_END",
     "Row",
     "goals_table",
     "machine_info",
     "markdown_table",
     "notes",
     "render_document",
+    "split_serve_section",
+    "write_outside_serve_section",
+    "write_serve_section",
 ]
 
 OP_PACK, OP_PUSH, OP_PULLX, OP_PULL = "pack + push dir", "push tgz", "pull + extract", "download tgz"
@@ -33,6 +38,9 @@ RSS_GOAL_MIB = 100.0
 PULL_GOAL = 1.0  # pull+extract: specman at least as fast as curl | tar ...
 PULL_STRETCH = 2.0  # ... and the goal is twice as fast
 PUSH_GOAL = 0.9  # upload: specman at least 0.9x curl
+
+# docs/benchmarks.md holds two reports: run.py owns everything outside this block, serve.py only the block.
+SERVE_BEGIN, SERVE_END = "<!-- serve:begin -->", "<!-- serve:end -->"
 
 
 @dataclass
@@ -245,3 +253,27 @@ def notes(*, repeat: int, rss: str, floor: float, cache: str, startup: float) ->
         "GET http to a file 551 MiB/s, curl streamed PUT 221 MiB/s, oras-py pull/push 293/114 MiB/s at 33/1057 MiB, "
         "`tar -xzf` ~140 MiB/s (65,536 x 16 KiB) / ~220 MiB/s (4 x 256 MiB).",
     ]
+
+
+def split_serve_section(doc: str) -> tuple[str, str | None]:
+    """``doc`` without its serve block (and the blank lines around it), and the block itself (markers included)."""
+    start = doc.find(SERVE_BEGIN)
+    end = doc.find(SERVE_END, start)
+    if start < 0 or end < 0:
+        return doc, None
+    end += len(SERVE_END)
+    rest = doc[:start].rstrip("\n") + "\n" + doc[end:].lstrip("\n")
+    return (rest if rest.strip() else ""), doc[start:end]
+
+
+def write_outside_serve_section(path: Path, doc: str) -> None:
+    """Write ``doc`` (run.py's report) to ``path``, keeping the serve block already there at the end."""
+    block = split_serve_section(path.read_text())[1] if path.is_file() else None
+    path.write_text(doc if block is None else doc.rstrip("\n") + "\n\n" + block + "\n")
+
+
+def write_serve_section(path: Path, body: str) -> None:
+    """Replace the serve block of ``path`` with ``body`` (appended when there is none; the rest is kept)."""
+    rest = split_serve_section(path.read_text())[0] if path.is_file() else ""
+    block = f"{SERVE_BEGIN}\n{body.strip()}\n{SERVE_END}"
+    path.write_text((rest.rstrip("\n") + "\n\n" if rest.strip() else "") + block + "\n")

@@ -55,6 +55,7 @@ from report import (
     markdown_table,
     notes,
     render_document,
+    write_outside_serve_section,
 )
 from trees import Dataset, datasets, ensure_dataset, sha256_file, source_digest, tree_hash
 
@@ -362,7 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             warning=" ".join(warnings) or None,
         )
         args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(doc)
+        write_outside_serve_section(args.output, doc)  # serve.py's block stays
         print(f"{results}\n\n{goals}\n")
         log(f"wrote {args.output} ({elapsed / 60:.1f} min)")
         return 0
