@@ -142,7 +142,7 @@ def _repository(client: RegistryClient, checks: list[Check]) -> list[Check]:
         return [*checks, Check("repository", False, f"repository {SPECTRO_REPOSITORY}: {exc}")]
     if not tags:
         return [*checks, Check("repository", False, f"repository {SPECTRO_REPOSITORY} has no tags")]
-    shown = ", ".join(tags[:10]) + (", ..." if len(tags) > 10 else "")
+    shown = ", ".join(sorted(tags)[:10]) + (", ..." if len(tags) > 10 else "")
     return [*checks, Check("repository", True, f"repository {SPECTRO_REPOSITORY} has {len(tags)} tag(s): {shown}")]
 
 
