@@ -11,7 +11,6 @@ preconditions and ranges through ``conditional``; bodies, ETags and listings thr
 from __future__ import annotations
 
 import os
-import stat
 import threading
 from pathlib import Path
 from typing import Any, Final
@@ -22,22 +21,24 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from specman.metrics import CONTENT_TYPE, Metrics
 from specman.runtime import RunDir
-from specman.server.conditional import RangeNotSatisfiable, http_date, not_modified, parse_range, range_applies
-from specman.server.files import ETags, content_type, html_listing, listing, send_file
+from specman.server.conditional import RangeNotSatisfiable, not_modified, parse_range, range_applies
+from specman.server.files import FileIndex, html_listing, listing, send_file
 from specman.server.guards import BasicAuth, CountResponses, Methods, read_basic_auth
 from specman.server.notify import Notifier
-from specman.server.paths import PathRejected, RequestPath, confine, parse_request_path
+from specman.server.paths import PathRejected, RequestPath, parse_request_path
 from specman.store import Generation, Store, load_current
 
 __all__ = ["VERSIONS_PREFIX", "app_from_env", "create_app"]
 
 VERSIONS_PREFIX: Final = "/_specman/versions/"
 NOTIFY_PATH: Final = "/_specman/notify"
+STATUS_PATH: Final = "/_specman/status"
 _OPEN_PATHS: Final = frozenset({"/healthz", "/readyz", "/metrics", NOTIFY_PATH})  # no Basic auth
+_API_PATHS: Final = _OPEN_PATHS | {STATUS_PATH}  # everything else is a file path
 
 
 class _Current:
@@ -83,13 +84,11 @@ class _Files:
 
     def __init__(self, current: _Current) -> None:
         self.current = current
-        self.etags = ETags()
+        self.index = FileIndex()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope, receive)
-        raw = _raw_path(scope)
         try:
-            response = await self._respond(request, raw, scope, send)
+            response = await self._respond(scope, send)
         except PathRejected as exc:
             response = _error(exc.status, f"Bad request: {exc}")
         if response is not None:
@@ -103,47 +102,45 @@ class _Files:
             tag_path = parse_request_path("/" + tag)
             if len(tag_path.names) != 1:
                 raise PathRejected("a tag is required after /_specman/versions/")
-            tree = self.current.store.per_version_tree(tag_path.names[0]) if generation is not None else None
+            state = generation.tags.get(tag_path.names[0]) if generation is not None else None
+            tree = self.current.store.versions_dir / state.version / "tree" if state is not None else None
             return tree, "/" + rest, VERSIONS_PREFIX + tag
         return (generation.tree if generation is not None else None), raw, ""
 
-    async def _respond(self, request: Request, raw: str, scope: Scope, send: Send) -> Response | None:
-        root, inner, prefix = self._root(raw)
+    async def _respond(self, scope: Scope, send: Send) -> Response | None:
+        root, inner, prefix = self._root(_raw_path(scope))
         path = parse_request_path(inner)
-        if root is None:
+        entry = await self.index.lookup(root, path) if root is not None else None
+        if root is None or entry is None:
             return _error(404, "Not found")
-        target = await anyio.to_thread.run_sync(confine, root, path)
-        if target is None:
+        request = Request(scope)
+        if entry.is_dir:
+            return await self._directory(request, root, entry.target, path, prefix)
+        if path.directory:
             return _error(404, "Not found")
-        st = await anyio.to_thread.run_sync(os.stat, target)
-        if stat.S_ISDIR(st.st_mode):
-            return await self._directory(request, root, target, path, prefix)
-        if not stat.S_ISREG(st.st_mode) or path.directory:
-            return _error(404, "Not found")
-        etag = await anyio.to_thread.run_sync(self.etags.get, target, st)
         headers = {
-            "ETag": etag,
-            "Last-Modified": http_date(st.st_mtime),
+            "ETag": entry.etag,
+            "Last-Modified": entry.last_modified,
             "Accept-Ranges": "bytes",
             "Cache-Control": "no-cache",
         }
         h = request.headers
         if not_modified(
-            etag, st.st_mtime, if_none_match=h.get("if-none-match"), if_modified_since=h.get("if-modified-since")
+            entry.etag, entry.mtime, if_none_match=h.get("if-none-match"), if_modified_since=h.get("if-modified-since")
         ):
             return Response(status_code=304, headers=headers)
-        headers["Content-Type"] = content_type(target.name)
+        headers["Content-Type"] = entry.content_type
         ranges = None
-        if range_applies(etag, st.st_mtime, h.get("if-range")):
+        if range_applies(entry.etag, entry.mtime, h.get("if-range")):
             try:
-                ranges = parse_range(h.get("range"), st.st_size)
+                ranges = parse_range(h.get("range"), entry.size)
             except RangeNotSatisfiable as exc:
                 return Response(
                     b"Range not satisfiable\n",
                     status_code=416,
                     headers={"Content-Range": str(exc), "Content-Type": "text/plain; charset=utf-8"},
                 )
-        await send_file(scope, send, target, headers, st.st_size, ranges)
+        await send_file(scope, send, entry.target, headers, entry.size, ranges)
         return None
 
     async def _directory(self, request: Request, root: Path, target: Path, path: RequestPath, prefix: str) -> Response:
@@ -172,7 +169,7 @@ def _not_ready(sync: dict[str, Any] | None) -> str:
     return f"{reason}; the first sync is running"
 
 
-def create_app(data_dir: Path, *, basic_auth: tuple[str, str] | None = None, run: RunDir | None = None) -> Starlette:
+def create_app(data_dir: Path, *, basic_auth: tuple[str, str] | None = None, run: RunDir | None = None) -> ASGIApp:
     """The application serving ``data_dir`` (see the module docstring); ``basic_auth`` = (user, password).
 
     With ``run`` (the run directory of ``specman serve``) it also shows the sync loop's state, counts and
@@ -213,24 +210,32 @@ def create_app(data_dir: Path, *, basic_auth: tuple[str, str] | None = None, run
         token_file=config.notify_token_file if config else None,
         token_env=config.notify_token_env if config else None,
     )
-    routes = [
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", metrics_page, methods=["GET"]),
-        Route("/_specman/status", status, methods=["GET"]),
-        Route(NOTIFY_PATH, notifier.handle, methods=["POST"]),
-        Route("/{path:path}", files, methods=["GET"]),
-    ]
-    app = Starlette(routes=routes)
-    app.add_middleware(Methods, post_paths={NOTIFY_PATH})
+    api = Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics_page, methods=["GET"]),
+            Route(STATUS_PATH, status, methods=["GET"]),
+            Route(NOTIFY_PATH, notifier.handle, methods=["POST"]),
+        ]
+    )
+
+    async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
+        """Files straight to ``_Files`` (the hot path: no router, no Starlette middleware); the rest to ``api``."""
+        if scope["type"] == "http" and scope["path"] not in _API_PATHS:
+            await files(scope, receive, send)
+        else:
+            await api(scope, receive, send)
+
+    app: ASGIApp = Methods(dispatch, post_paths={NOTIFY_PATH})
     if basic_auth is not None:
-        app.add_middleware(BasicAuth, credentials=basic_auth, open_paths=_OPEN_PATHS)
+        app = BasicAuth(app, credentials=basic_auth, open_paths=_OPEN_PATHS)
     if metrics is not None:
-        app.add_middleware(CountResponses, record=metrics.record_request)
+        app = CountResponses(app, record=metrics.record_request)
     return app
 
 
-def app_from_env() -> Starlette:
+def app_from_env() -> ASGIApp:
     """Factory for the server workers: ``specman serve`` exported its run directory (``specman.runtime``)."""
     run = RunDir.from_env()
     config = run.config()

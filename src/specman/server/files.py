@@ -21,6 +21,7 @@ import secrets
 import stat
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote
@@ -29,11 +30,13 @@ import anyio.to_thread
 from starlette.types import Scope, Send
 
 from specman.server.conditional import http_date
+from specman.server.paths import RequestPath, confine
 
-__all__ = ["ETags", "content_type", "html_listing", "listing", "send_file"]
+__all__ = ["ETags", "FileEntry", "FileIndex", "content_type", "html_listing", "listing", "send_file"]
 
 _CHUNK: Final = 256 * 1024
 _ETAG_CACHE_SIZE: Final = 4096
+_INDEX_SIZE: Final = 16384
 _TYPES: Final = {
     ".yaml": "application/yaml",
     ".yml": "application/yaml",
@@ -75,6 +78,66 @@ class ETags:
             while len(self._cache) > _ETAG_CACHE_SIZE:
                 self._cache.popitem(last=False)
         return tag
+
+
+@dataclass(frozen=True, slots=True)
+class FileEntry:
+    """What a response needs to know about one served path (files: everything for the headers)."""
+
+    target: Path
+    is_dir: bool
+    size: int = 0
+    mtime: float = 0.0
+    etag: str = ""
+    last_modified: str = ""
+    content_type: str = ""
+
+
+class FileIndex:
+    """Lookups of request paths in published trees, cached: a hit costs no system call and no thread hop.
+
+    Published trees never change (a new generation or version is a new directory), so an entry keyed by the
+    tree's path and the request's names stays right as long as that tree is served; the LRU bound (and new
+    trees having new paths) retire old entries.  Misses (and 404s, which are not cached) do the file-system
+    work — ``confine``, ``stat``, the content ETag — in one worker thread.
+    """
+
+    def __init__(self, size: int = _INDEX_SIZE) -> None:
+        self.size = size
+        self.etags = ETags()
+        self._entries: OrderedDict[tuple[str, tuple[str, ...]], FileEntry] = OrderedDict()
+
+    async def lookup(self, root: Path, path: RequestPath) -> FileEntry | None:
+        key = (str(root), path.names)
+        entry = self._entries.get(key)
+        if entry is not None:
+            self._entries.move_to_end(key)
+            return entry
+        entry = await anyio.to_thread.run_sync(self._resolve, root, path)
+        if entry is not None:
+            self._entries[key] = entry
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        return entry
+
+    def _resolve(self, root: Path, path: RequestPath) -> FileEntry | None:
+        target = confine(root, path)
+        if target is None:
+            return None
+        st = os.stat(target)
+        if stat.S_ISDIR(st.st_mode):
+            return FileEntry(target, is_dir=True)
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        return FileEntry(
+            target,
+            is_dir=False,
+            size=st.st_size,
+            mtime=st.st_mtime,
+            etag=self.etags.get(target, st),
+            last_modified=http_date(st.st_mtime),
+            content_type=content_type(target.name),
+        )
 
 
 def listing(root: Path, directory: Path) -> list[dict[str, Any]]:
