@@ -30,6 +30,7 @@ from specman.sync.reconcile import SyncResult
 __all__ = ["CONTENT_TYPE", "Metrics"]
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 _DURATION_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 
 
@@ -73,6 +74,7 @@ class Metrics:
             "specman_http_requests", "HTTP responses, by method and status.", ["method", "status"], registry=reg
         )
         self._failures = 0
+        self._request_children: dict[tuple[str, int], Any] = {}
 
     def record_sync(self, result: SyncResult | None, error: SyncError | None) -> None:
         """Count one reconcile (what ``run_loop``'s ``on_result`` sees)."""
@@ -94,7 +96,12 @@ class Metrics:
             self.last_success.set(result.finished.timestamp())
 
     def record_request(self, method: str, status: int) -> None:
-        self.requests.labels(method=method, status=str(status)).inc()
+        if method not in _METHODS:
+            method = "OTHER"  # clients choose methods: the label set must stay bounded
+        child = self._request_children.get((method, status))
+        if child is None:  # labels() costs 4x an inc(): keep the children (few: methods x statuses)
+            child = self._request_children[(method, status)] = self.requests.labels(method=method, status=str(status))
+        child.inc()
 
     def render(self) -> bytes:
         """The exposition text of every process's metrics (``GET /metrics``)."""
