@@ -64,7 +64,7 @@ async def _thread(func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     return await anyio.to_thread.run_sync(functools.partial(func, *args, **kwargs))
 
 
-def _token(request: Request) -> str | None:
+def _tokens(request: Request) -> list[str]:
     return token_from_request(request.headers.get("cookie"), request.headers.get("authorization"))
 
 
@@ -79,13 +79,13 @@ class Api:
         async def handle(request: Request) -> Response:
             try:
                 if access == "session":
-                    user = await _thread(self.auth.user_for, _token(request))
+                    user = await _thread(self.auth.user_for, _tokens(request))
                     if user is None:
                         raise ApiError(
                             401, "Unauthorized", "a valid session token is required (POST /v1/auth/syslogin)"
                         )
                     request.state.user = user
-                elif access == "service" and not self.auth.is_service_token(_token(request)):
+                elif access == "service" and not any(self.auth.is_service_token(t) for t in _tokens(request)):
                     raise ApiError(401, "Unauthorized", "this endpoint requires the service token")
                 return await endpoint(request)
             except ApiError as exc:
@@ -129,8 +129,7 @@ class Api:
 
     # -- session --------------------------------------------------------------------------------------------
     async def logout(self, request: Request) -> Response:
-        token = _token(request)
-        if token:
+        for token in _tokens(request):
             await _thread(self.auth.logout, token)
         response = Response(status_code=204, headers=_HEADERS)
         response.delete_cookie("Authorization", path="/", httponly=True, samesite="strict")
@@ -219,7 +218,35 @@ class Api:
             ("/v1/clouds/{cloud}/storageTypes", "session", self.storage_types, ["GET"]),
             ("/v1/system/specman/source", "service", self.spectro_source, ["GET"]),
         ]
-        return [Route(path, self.guarded(access, ep), methods=methods) for path, access, ep, methods in table]
+        by_path: dict[str, dict[str, Endpoint]] = {}
+        for path, access, endpoint, methods in table:
+            for method in methods:
+                by_path.setdefault(path, {})[method] = self.guarded(access, endpoint)
+        return [Route(path, _dispatch(handlers), methods=_ALL_METHODS) for path, handlers in by_path.items()]
+
+
+_ALL_METHODS: Final = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"]
+
+
+def _dispatch(handlers: dict[str, Endpoint]) -> Endpoint:
+    """One endpoint per path: the method's handler, or 405 naming every method the path allows."""
+    allowed = sorted({*handlers, *(["HEAD"] if "GET" in handlers else [])})
+
+    async def dispatch(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        handler = handlers.get(method)
+        if handler is None:
+            return _error(
+                ApiError(
+                    405,
+                    "MethodNotAllowed",
+                    f"method {request.method[:20]} not allowed (allowed: {', '.join(allowed)})",
+                    headers={"Allow": ", ".join(allowed)},
+                )
+            )
+        return await handler(request)
+
+    return dispatch
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

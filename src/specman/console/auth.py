@@ -6,7 +6,8 @@
   ``<data-dir>/admin-password`` (0600) once.  It returns where the password came from, never the password.
 * Session tokens are ``secrets.token_urlsafe(32)``, stored as their sha256 only, with an expiry, revoked by logout.
   A request carries one in ``Cookie: Authorization=<token>`` (also quoted, ``Authorization="<token>"``, as
-  ``jq`` without ``-r`` prints it) or in the ``Authorization`` header (``Bearer <token>`` or the raw token).
+  ``jq`` without ``-r`` prints it) or in the ``Authorization`` header (``Bearer <token>`` or the raw token); when
+  it carries several, the first valid one counts.
 * Failed logins are counted per username + client address; from the 5th on, that pair is locked out for
   30 s * 2^(failures - 5), at most an hour (429 with ``Retry-After``); a good login clears the count.
 * The service token (``--service-token-file``) is for specman itself; it opens only the endpoints meant for it.
@@ -79,8 +80,9 @@ def ensure_admin(storage: Storage, data_dir: Path, password: str | None) -> str:
     return f"unchanged{f' (generated at first start, in {path})' if path.exists() else ''}"
 
 
-def token_from_request(cookie_header: str | None, authorization: str | None) -> str | None:
-    """The session token a request carries (cookie first, then the ``Authorization`` header)."""
+def token_from_request(cookie_header: str | None, authorization: str | None) -> list[str]:
+    """The session tokens a request carries: the ``Authorization`` cookie(s), then the ``Authorization`` header."""
+    found: list[str] = []
     for part in (cookie_header or "").split(";"):
         name, sep, value = part.strip().partition("=")
         if sep and name.strip() == "Authorization":
@@ -88,15 +90,16 @@ def token_from_request(cookie_header: str | None, authorization: str | None) -> 
             if len(value) >= 2 and value[0] == value[-1] == '"':
                 value = _unquote(value)
             if value:
-                return str(value)
+                found.append(str(value))
     if authorization:
         value = authorization.strip()
         if value[:7].lower() == "bearer ":
             value = value[7:].strip()
         if len(value) >= 2 and value[0] == value[-1] == '"':
             value = value[1:-1]
-        return value or None
-    return None
+        if value:
+            found.append(value)
+    return found[:4]
 
 
 @dataclass(frozen=True)
@@ -132,10 +135,14 @@ class Authenticator:
             self.storage.purge_tokens(now)
         return LoginResult(token, expires)
 
-    def user_for(self, token: str | None) -> str | None:
-        if not token or len(token) > 512:
-            return None
-        return self.storage.token_user(hash_token(token), time.time())
+    def user_for(self, tokens: list[str]) -> str | None:
+        """The user of the first valid token among ``tokens`` (a stale cookie does not hide a good header)."""
+        now = time.time()
+        for token in tokens:
+            user = self.storage.token_user(hash_token(token), now) if len(token) <= 512 else None
+            if user is not None:
+                return user
+        return None
 
     def logout(self, token: str) -> None:
         self.storage.revoke_token(hash_token(token))

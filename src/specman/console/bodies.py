@@ -2,7 +2,8 @@
 
 ``read_json_object`` answers 413 for a body over 1 MiB (by ``Content-Length`` or while streaming), 400 for bytes
 that are not JSON, 422 for JSON that is not an object; ``Fields`` takes typed values out of the object and raises
-422 naming the field (``ValidationFailed``).  Unknown fields are ignored, as the product's API does.
+422 naming the field (``ValidationFailed``); ``null`` is not a value of any field.  Unknown fields are ignored, as
+the product's API does.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class Fields:
         self.value = value
 
     def __contains__(self, name: str) -> bool:
-        return name in self.value and self.value[name] is not None
+        return name in self.value
 
     def string(self, name: str, *, required: bool = False, default: str = "", max_length: int = 4096) -> str:
         if name not in self:
@@ -92,6 +93,7 @@ class Fields:
 
 def _kind(value: Any) -> str:
     return {
+        type(None): "null",
         bool: "a boolean",
         int: "a number",
         float: "a number",

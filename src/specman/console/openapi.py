@@ -63,7 +63,11 @@ def _op(summary: str, responses: dict[str, Any], *, secured: bool = True, **extr
 def _schemas() -> dict[str, Any]:
     registry_props = {
         "name": {"type": "string", "minLength": 1, "maxLength": 128},
-        "endpoint": {"type": "string", "description": "https://HOST[:PORT], http://HOST[:PORT] or HOST[:PORT]"},
+        "endpoint": {
+            "type": "string",
+            "pattern": r"^(https?://)?[A-Za-z0-9][A-Za-z0-9.-]*(:[1-9][0-9]{0,3})?/?$",
+            "description": "https://HOST[:PORT], http://HOST[:PORT] or HOST[:PORT]",
+        },
         "username": _STR,
         "password": {"type": "string", "description": "Write-only; omitted on PUT keeps the stored one."},
         "caCert": {"type": "string", "description": "PEM CA certificates to trust"},
@@ -89,7 +93,16 @@ def _schemas() -> dict[str, Any]:
         "LoginResult": _obj(["Authorization", "expiresAt"], {"Authorization": _STR, "expiresAt": _TIME}),
         "ScarConfigInput": _obj(
             ["endpoint"],
-            {"endpoint": _STR, "username": _STR, "password": _STR, "caCert": _STR, "insecureSkipVerify": _BOOL},
+            {
+                "endpoint": {
+                    "type": "string",
+                    "pattern": r"^https?://[A-Za-z0-9][A-Za-z0-9.-]*(:[1-9][0-9]{0,3})?(/.*)?$",
+                },
+                "username": _STR,
+                "password": _STR,
+                "caCert": _STR,
+                "insecureSkipVerify": _BOOL,
+            },
         ),
         "ScarConfig": _obj(
             ["endpoint", "username", "passwordSet", "caCert", "insecureSkipVerify", "updatedAt"],
