@@ -717,6 +717,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if missing:
         print(f"missing {', '.join(missing)}: apt-get install -y {' '.join(TOOLS[t] for t in missing)}")
         return 2
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored (a background job)
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGHUP, _interrupt)
     sys.path.insert(0, str(REPO))  # tests.fixtures (the registry and serve launchers) lives in the repository
