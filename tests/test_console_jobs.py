@@ -267,3 +267,26 @@ def test_documentation_script_runs_unmodified(
     assert shown["username"] == ""
     assert "password" not in shown
     assert ADMIN_PASSWORD not in console.log()
+
+
+def test_two_workers_share_the_jobs(tmp_path: Path) -> None:
+    root = tmp_path / "scar"
+    shutil.copytree(EXAMPLES / "cloud-types", root / "cloud-types")
+    static = _Scar(root)
+    console = start_console(tmp_path / "data", "--workers", "2", tls=False)
+    try:
+        token = console.login()
+        _put_scar(console, token, endpoint=static.url)
+        for i in range(12):  # a new connection each: both workers take triggers
+            with console.client(token) as fresh:
+                method = "GET" if i % 2 else "POST"
+                assert fresh.request(method, f"/v1/jobs/internal/{JOBS[0]}/run").status_code == 204
+        runs = _wait_runs(console, token, JOBS[0], 1)
+        assert all(r["state"] == "succeeded" for r in runs), runs
+        assert all(r["items"] == 84 for r in runs)
+        assert 1 <= len(runs) <= 12
+        with console.client(token) as c:
+            assert c.get("/v1/clouds/vsphere/instanceTypes").json()["items"] == INSTANCE_TYPES["vsphere"]
+    finally:
+        console.stop()
+        static.close()
