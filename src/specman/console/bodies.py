@@ -1,6 +1,7 @@
 """Request bodies: read at most ``MAX_BODY`` bytes, parse JSON, check each field's presence and type.
 
-``read_json_object`` answers 413 for a body over 1 MiB (by ``Content-Length`` or while streaming), 400 for bytes
+``read_json_object`` answers 413 for a body over 1 MiB (by ``Content-Length`` or while streaming; the rest of the body,
+up to 16 MiB, is read and dropped first so that the client sees the answer), 400 for bytes
 that are not JSON, 422 for JSON that is not an object; ``Fields`` takes typed values out of the object and raises
 422 naming the field (``ValidationFailed``); ``null`` is not a value of any field.  Unknown fields are ignored, as
 the product's API does.
@@ -9,6 +10,7 @@ the product's API does.
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from typing import Any, Final
 
 from starlette.requests import ClientDisconnect, Request
@@ -20,19 +22,37 @@ __all__ = ["MAX_BODY", "Fields", "invalid", "read_body", "read_json_object"]
 MAX_BODY: Final = 1 << 20
 
 
+MAX_DRAIN: Final = 16 << 20
+
+
 def _too_large() -> ApiError:
-    return ApiError(413, "PayloadTooLarge", f"request body exceeds {MAX_BODY} bytes")
+    return ApiError(413, "PayloadTooLarge", f"request body exceeds {MAX_BODY} bytes", headers={"Connection": "close"})
+
+
+async def _drain(stream: AsyncIterator[bytes], seen: int) -> None:
+    """Read (and drop) the rest of an oversize body, up to ``MAX_DRAIN`` bytes, so the client reads the 413 instead
+    of a connection reset while it is still sending (nginx's lingering close)."""
+    try:
+        async for chunk in stream:
+            seen += len(chunk)
+            if seen > MAX_DRAIN:
+                return
+    except (ClientDisconnect, RuntimeError):
+        return
 
 
 async def read_body(request: Request) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.strip().isdigit() and int(declared) > MAX_BODY:
+        await _drain(request.stream(), 0)
         raise _too_large()
     body = bytearray()
+    stream = request.stream()
     try:
-        async for chunk in request.stream():
+        async for chunk in stream:
             body += chunk
             if len(body) > MAX_BODY:
+                await _drain(stream, len(body))
                 raise _too_large()
     except ClientDisconnect:
         raise ApiError(400, "BadRequest", "the client closed the connection before sending the body") from None
