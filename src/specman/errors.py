@@ -21,6 +21,7 @@ the boundary where they enter (see ``specman.oci.http.map_transport_errors``), s
     │   └── CorruptArchiveError     truncated or malformed stream, unknown compression
     ├── CredentialsError        docker config / credential helper problems
     ├── StoreError              the data directory: in use by another specman, disk full, damaged state
+    ├── ConsoleError            the console's system API refused a request or answered nonsense (carries status)
     └── SyncError               a reconcile could not run (carries reason and whether a retry can fix it)
 
 The CLI maps ``UsageError`` to exit 2 and every other ``SpecmanError`` to exit 1.
@@ -32,6 +33,7 @@ __all__ = [
     "ArchiveError",
     "AuthenticationError",
     "AuthorizationError",
+    "ConsoleError",
     "ContentError",
     "CorruptArchiveError",
     "CredentialsError",
@@ -131,6 +133,14 @@ class CorruptArchiveError(ArchiveError):
 
 class CredentialsError(SpecmanError):
     """Docker config or a credential helper failed."""
+
+
+class ConsoleError(SpecmanError):
+    """The console's system API answered with an error (``status``) or something that is not its API."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class StoreError(SpecmanError):

@@ -80,6 +80,7 @@ class SyncStatus:
         self.runs += 1
         now = datetime.now(UTC)
         if result is not None:
+            self.source = result.source  # with --console, the registry the console names now
             self.last_started, self.last_finished = _iso(result.started), _iso(result.finished)
             self.last_duration = round(result.duration, 3)
             self.failed_tags = dict(result.failed)

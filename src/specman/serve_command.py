@@ -24,10 +24,12 @@ from typing import Any, Final
 import click
 
 from specman.errors import SyncError, UsageError
-from specman.oci import RemoteRepository
+from specman.oci import RemoteRepository, Repository
+from specman.oci.reference import DEFAULT_REPOSITORY
 from specman.runtime import AppConfig, RunDir, SyncStatus
 from specman.store import Store
 from specman.sync import SyncResult, run_loop
+from specman.sync.source import ConsoleSource
 from specman.sync.trigger import Trigger
 from specman.sync_command import sync_options, sync_settings
 from specman.web import parse_listen, run_asgi, tls_files
@@ -73,7 +75,7 @@ NOTIFY_TOKEN_ENV: Final = "SPECMAN_NOTIFY_TOKEN"  # noqa: S105 (a variable name,
 def serve(
     ctx: click.Context,
     /,
-    repo: str,
+    repo: str | None,
     data_dir: Path,
     tag_globs: tuple[str, ...],
     semver: str | None,
@@ -111,7 +113,7 @@ def serve(
             config = AppConfig(
                 data_dir=str(store.data_dir.resolve()),
                 source=source.display,
-                repository=source.name if isinstance(source, RemoteRepository) else None,
+                repository=_notified_repository(source),
                 basic_auth_file=str(basic_auth_file.resolve()) if basic_auth_file else None,
                 notify_token_file=str(notify_token_file.resolve()) if notify_token_file else None,
                 notify_token_env=token_env,
@@ -159,3 +161,10 @@ def _notify_token(token_file: Path | None) -> str | None:
             raise UsageError(f"cannot read --notify-token-file {token_file}: {exc}") from None
         return None
     return NOTIFY_TOKEN_ENV if os.environ.get(NOTIFY_TOKEN_ENV, "").strip() else None
+
+
+def _notified_repository(source: Repository | ConsoleSource) -> str | None:
+    """The repository name registry notifications must carry (None: any, for an OCI layout source)."""
+    if isinstance(source, ConsoleSource):
+        return DEFAULT_REPOSITORY  # the console names the registry; the repository is the product's
+    return source.name if isinstance(source, RemoteRepository) else None

@@ -22,10 +22,13 @@ import click
 from specman import logs
 from specman.archive import ExtractLimits
 from specman.cli import _limits, _options, open_source, registry_options, with_extract_limits
-from specman.errors import SpecmanError
+from specman.console.client import ConsoleClient
+from specman.errors import SpecmanError, UsageError
 from specman.oci import Repository
+from specman.oci.http import TLSOptions
 from specman.store import Store
 from specman.sync import SyncResult, TagFilter, reconcile_once, run_loop
+from specman.sync.source import ConsoleSource
 from specman.ui import UI
 
 __all__ = ["Duration", "SyncSettings", "stop_on_signals", "sync", "sync_options", "sync_settings"]
@@ -82,7 +85,7 @@ def sync_options(func: F) -> F:
 
 
 _SYNC_OPTIONS: Final[list[Callable[[Any], Any]]] = [
-    click.argument("repo", envvar="SPECMAN_SOURCE"),
+    click.argument("repo", envvar="SPECMAN_SOURCE", required=False),
     click.option(
         "--data-dir",
         required=True,
@@ -120,6 +123,25 @@ _SYNC_OPTIONS: Final[list[Callable[[Any], Any]]] = [
         envvar="SPECMAN_INTERVAL",
         help="Time between syncs without --once (failures back off exponentially, at most 5m).",
     ),
+    click.option(
+        "--console",
+        "console_url",
+        envvar="SPECMAN_CONSOLE",
+        metavar="URL",
+        help="Take the source from the console: its registry marked 'Contains Spectro Manifests' (instead of REPO).",
+    ),
+    click.option(
+        "--console-token-file",
+        envvar="SPECMAN_CONSOLE_TOKEN_FILE",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="The console's service token (first line); re-read at each request.",
+    ),
+    click.option(
+        "--console-ca-file",
+        envvar="SPECMAN_CONSOLE_CA_FILE",
+        type=click.Path(exists=True, dir_okay=False),
+        help="CA certificate (PEM) of the console.",
+    ),
     registry_options,
     with_extract_limits,
 ]
@@ -134,10 +156,10 @@ class SyncSettings:
     keep_deleted: bool
     parallel: int
 
-    def reconciler(self, source: Repository, store: Store) -> Callable[[], SyncResult]:
+    def reconciler(self, source: Repository | ConsoleSource, store: Store) -> Callable[[], SyncResult]:
         def reconcile() -> SyncResult:
             return reconcile_once(
-                source,
+                source() if isinstance(source, ConsoleSource) else source,
                 store,
                 tag_filter=self.tag_filter,
                 limits=self.limits,
@@ -150,7 +172,7 @@ class SyncSettings:
 
 def sync_settings(
     ctx: click.Context,
-    repo: str,
+    repo: str | None,
     tag_globs: tuple[str, ...],
     semver: str | None,
     keep_deleted: bool,
@@ -158,12 +180,25 @@ def sync_settings(
     max_size: int | None,
     max_files: int | None,
     kw: dict[str, Any],
-) -> tuple[Repository, SyncSettings]:
+) -> tuple[Repository | ConsoleSource, SyncSettings]:
     """Configure logging as the group asks, and turn the shared options into an open source and settings."""
     root = ctx.find_root().params
     logs.configure("debug" if root.get("verbose", 0) > 1 else "info", fmt=root.get("log_format") or "text")
     settings = SyncSettings(TagFilter(tag_globs, semver), _limits(max_size, max_files), keep_deleted, parallel)
-    return open_source(repo, _options(kw)), settings
+    console_url, token_file, console_ca = kw.pop("console_url"), kw.pop("console_token_file"), kw.pop("console_ca_file")
+    options = _options(kw)
+    if console_url is None:
+        if repo is None:
+            raise UsageError("missing REPO (or --console URL with --console-token-file)")
+        return open_source(repo, options), settings
+    if repo is not None:
+        raise UsageError("give REPO or --console, not both")
+    if token_file is None:
+        raise UsageError("--console needs --console-token-file (the console's service token)")
+    if options.oci_layout or options.username or options.password or options.password_file:
+        raise UsageError("with --console the registry and its credentials come from the console")
+    client = ConsoleClient(console_url, token_file=token_file, tls=TLSOptions(ca_file=console_ca))
+    return ConsoleSource(client, options), settings
 
 
 @click.command()
@@ -173,7 +208,7 @@ def sync_settings(
 def sync(
     ctx: click.Context,
     /,
-    repo: str,
+    repo: str | None,
     data_dir: Path,
     once: bool,
     tag_globs: tuple[str, ...],
@@ -185,7 +220,8 @@ def sync(
     max_files: int | None,
     **kw: Any,
 ) -> None:
-    """Reconcile the data directory DIR with the tags of REPO (HOST[:PORT]/NAME, or a layout path)."""
+    """Reconcile the data directory DIR with the tags of REPO (HOST[:PORT]/NAME, or a layout path), or of the
+    registry the console names (--console)."""
     ui: UI = ctx.obj
     source, settings = sync_settings(ctx, repo, tag_globs, semver, keep_deleted, parallel, max_size, max_files, kw)
     try:

@@ -9,5 +9,6 @@ the store, the sync loop or the file server.  Modules, one concept each:
 * ``bodies`` (bounded JSON bodies and typed fields), ``errors`` (``ApiError`` → ``{"code", "message"}``);
 * ``registries`` (endpoint syntax, the real validate checks), ``cafile`` (PEM CA certificates for the OCI client);
 * ``cloudtypes`` (the data files' layout and schema), ``jobs`` (coalescing background runs that ingest them);
-* ``service`` (the operations), ``openapi`` (the hand-written OpenAPI document), ``app`` (Starlette routes).
+* ``service`` (the operations), ``openapi`` (the hand-written OpenAPI document), ``app`` (Starlette routes);
+* ``client`` (the other side: specman's own tools calling this API, e.g. ``serve --console``).
 """

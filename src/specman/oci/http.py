@@ -21,7 +21,7 @@ import logging
 import os
 import ssl
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import httpx
@@ -65,6 +65,7 @@ class TLSOptions:
     insecure: bool = False
     ca_file: str | None = None
     trust_env_ca: bool = False
+    ca_data: str | None = field(default=None, repr=False)  # PEM text, e.g. a CA the console stores
 
     def ssl_context(self) -> ssl.SSLContext | bool:
         if self.insecure:
@@ -77,6 +78,11 @@ class TLSOptions:
                 ctx.load_verify_locations(cafile=self.ca_file)
             except (OSError, ssl.SSLError) as exc:
                 raise TransportError(f"cannot load CA file {self.ca_file}: {exc}") from None
+        if self.ca_data:
+            try:
+                ctx.load_verify_locations(cadata=self.ca_data)
+            except (ValueError, ssl.SSLError) as exc:
+                raise TransportError(f"cannot load the CA certificate given as PEM text: {exc}") from None
         return ctx
 
 

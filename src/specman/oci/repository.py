@@ -67,6 +67,7 @@ class RegistryOptions:
     plain_http: bool = False
     insecure: bool = False
     ca_file: str | None = None
+    ca_data: str | None = None  # PEM text trusted on top of ca_file
     oci_layout: bool = False
     oauth2: bool = False
     docker_config: Path | None = None
@@ -75,7 +76,9 @@ class RegistryOptions:
 
     @property
     def tls(self) -> TLSOptions:
-        return TLSOptions(plain_http=self.plain_http, insecure=self.insecure, ca_file=self.ca_file)
+        return TLSOptions(
+            plain_http=self.plain_http, insecure=self.insecure, ca_file=self.ca_file, ca_data=self.ca_data
+        )
 
     def credentials_for(self, host: str) -> Credentials | None:
         """Flags (``password_file`` read now: a rotated Secret applies), then the environment, then docker's config."""

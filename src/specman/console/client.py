@@ -1,0 +1,107 @@
+"""A client of the console's system API, for specman's own tools (``serve --console``, later ``migrate``).
+
+It builds its ``httpx.Client`` with ``specman.oci.http`` (one TLS setup, one transport-error mapping) and turns
+every refusal into a one-line ``ConsoleError``.  Tokens are read from their file at each request, so a rotated
+Secret applies without a restart; they are sent as ``Authorization: Bearer`` and never logged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from specman.errors import ConsoleError, UsageError
+from specman.oci.http import TLSOptions, make_client, map_transport_errors
+
+__all__ = ["ConsoleClient", "SpectroSource"]
+
+SOURCE_PATH = "/v1/system/specman/source"
+
+
+@dataclass(frozen=True)
+class SpectroSource:
+    """The registry the console marks "Contains Spectro Manifests", with what it takes to read from it."""
+
+    registry: str  # host[:port]
+    repository: str
+    plain_http: bool = False
+    username: str = ""
+    password: str = field(default="", repr=False)
+    ca_cert: str | None = None
+    insecure: bool = False
+
+    @property
+    def reference(self) -> str:
+        return f"{self.registry}/{self.repository}"
+
+
+def _text(obj: dict[str, Any], key: str, *, required: bool = True) -> str:
+    value = obj.get(key)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or (required and not value):
+        raise ConsoleError(f"console: {SOURCE_PATH}: '{key}' is missing or not a string")
+    return value
+
+
+class ConsoleClient:
+    """``base_url`` of the console; ``token_file`` holds the service token (first line)."""
+
+    def __init__(self, base_url: str, *, token_file: Path, tls: TLSOptions | None = None, timeout: float = 10.0):
+        url = httpx.URL(base_url)
+        if url.scheme not in ("http", "https") or not url.host:
+            raise UsageError(f"--console {base_url!r}: expected https://HOST[:PORT]")
+        self.base_url = str(url).rstrip("/")
+        self.host = url.netloc.decode("ascii")
+        self.token_file = token_file
+        self.http = make_client(tls or TLSOptions(), timeout=timeout)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _token(self) -> str:
+        try:
+            lines = self.token_file.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConsoleError(f"cannot read the console token file {self.token_file}: {exc}") from None
+        if not lines or not lines[0].strip():
+            raise ConsoleError(f"the console token file {self.token_file} is empty")
+        return lines[0].strip()
+
+    def get_json(self, path: str) -> dict[str, Any]:
+        """GET ``path`` with the token; the JSON object it answers, or ``ConsoleError`` in one line."""
+        headers = {"Authorization": f"Bearer {self._token()}", "Accept": "application/json"}
+        with map_transport_errors(self.host):
+            response = self.http.get(self.base_url + path, headers=headers)
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("message") or response.reason_phrase
+            except (ValueError, AttributeError):
+                detail = response.reason_phrase
+            raise ConsoleError(
+                f"console {self.host}: {path}: HTTP {response.status_code}: {detail}", status=response.status_code
+            )
+        try:
+            body = response.json()
+        except ValueError:
+            raise ConsoleError(f"console {self.host}: {path}: the answer is not JSON") from None
+        if not isinstance(body, dict):
+            raise ConsoleError(f"console {self.host}: {path}: the answer is not a JSON object")
+        return body
+
+    def spectro_source(self) -> SpectroSource:
+        """The "Contains Spectro Manifests" registry (404 from the console: none is marked)."""
+        body = self.get_json(SOURCE_PATH)
+        ca = body.get("caCert")
+        return SpectroSource(
+            registry=_text(body, "registry"),
+            repository=_text(body, "repository"),
+            plain_http=body.get("plainHttp") is True,
+            username=_text(body, "username", required=False),
+            password=_text(body, "password", required=False),
+            ca_cert=ca if isinstance(ca, str) and ca.strip() else None,
+            insecure=body.get("insecureSkipVerify") is True,
+        )
