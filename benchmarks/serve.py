@@ -46,7 +46,7 @@ import httpx
 
 from procs import CommandFailed, Measurement, MiB, fresh_dir, kill_running, log, rotate, run, specman_command
 from report import machine_info, write_serve_section
-from serving import MemoryPeaks, Nginx, WrkResult, machine_load, registry_requests, run_wrk
+from serving import CpuShare, MemoryPeaks, Nginx, WrkResult, machine_load, registry_requests, run_wrk
 from trees import datasets, ensure_dataset, source_digest, tree_hash
 
 if TYPE_CHECKING:
@@ -122,6 +122,13 @@ class Bench:
     details: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     cleanup: list[Callable[[], object]] = field(default_factory=list)
+    registries: list[Registry] = field(default_factory=list)
+    cpu: list[str] = field(default_factory=list)  # CPU use per case
+
+    def live_pids(self) -> list[int]:
+        """Processes started by the benchmark that are running now and not reaped by it (the registries)."""
+        procs = [r.process.proc for r in self.registries if r.process is not None and r.process.running]
+        return [p.pid for p in procs if p is not None]
 
     def run(self, argv: Sequence[str], name: str, timeout: float = 1800.0) -> Measurement:
         return run([list(argv)], log=self.run_dir / f"{name}.log", env=self.env, timeout=timeout)
@@ -422,6 +429,7 @@ def bench_notify(b: Bench) -> None:
     from tests.fixtures.registry import start_registry, stop_registry
 
     registry = start_registry(b.run_dir / "registry-notify", "plain", log_level="info")
+    b.registries.append(registry)
     b.cleanup.append(lambda: stop_registry(registry))
     name = "bench/notify"
     ref = f"{registry.host}/{name}"
@@ -621,7 +629,10 @@ def notes(s: Settings) -> list[str]:
     return [
         "*ratio* is specman's figure divided by the reference's. Every process (wrk, both servers, the registry) "
         "runs on the same 2 CPUs: wrk's two threads take CPU time from the server it measures, so absolute figures "
-        "are lower than on a separate client machine, for nginx and specman alike.",
+        "are lower than on a separate client machine, for nginx and specman alike. Other people's work on the "
+        "machine is measured, not prevented (*CPU use* in the details, as shares of the time of all CPUs): "
+        "*other processes* is the busy time in /proc/stat minus the CPU time of the benchmark, everything it "
+        "started and the children those reaped.",
         f"Static files: the tree (a 4 KiB and a {s.big_bytes // MiB} MiB file of random bytes) is pushed to an OCI "
         "layout and synced by `specman serve LAYOUT --oci-layout --workers 2 --interval 1h` (TLS with its generated "
         "certificate, then `--no-tls`, one after the other on the same data dir); nginx (2 workers, `sendfile on`, "
@@ -656,6 +667,7 @@ def render(
     parts += [f"Measured {date} (the whole run took {elapsed / 60:.1f} min) with:", "", "```sh", command, "```", ""]
     parts += [f"Machine load at the start: {load[0]}; at the end: {load[1]}.", ""]
     parts += [results_table(b.lines), "", "### Details", ""] + [f"- {d}" for d in b.details]
+    parts += [f"- CPU use, {c}." for c in b.cpu]
     parts += ["", "### Machine", "", "| | |", "|---|---|"]
     parts += ["| " + k + " | " + v.replace("|", "\\|") + " |" for k, v in machine(b.work_dir, src)]
     parts += ["", "### Notes", ""] + [f"- {n}" for n in notes(b.s)]
@@ -744,12 +756,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         with httpx.Client(trust_env=False, timeout=30.0) as http:
             b = Bench(s, run_dir, work_dir, env, extra_env, specman_command(), http)
             registry = start_registry(run_dir / "registry", "plain", log_level="info")
+            b.registries.append(registry)
             b.cleanup.append(lambda: stop_registry(registry))
+            whole = CpuShare(b.live_pids).start()
             for key, title in CASES:
                 if key not in args.cases:
                     continue
                 log(f"== {title}")
-                case_started = time.monotonic()
+                case_started, share = time.monotonic(), CpuShare(b.live_pids).start()
                 try:
                     if key == "static":
                         bench_static(b)
@@ -766,8 +780,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     b.lines.append(Line(title, "FAILED", "–", "–", "–", "FAILED"))
                 finally:
                     kill_running()
-                    log(f"   ({time.monotonic() - case_started:.1f} s)")
-        load_end = machine_load()
+                    took = f"{title}: {time.monotonic() - case_started:.0f} s, {share.stop().describe()}"
+                    b.cpu.append(took)
+                    log(f"   ({took})")
+            whole.stop()
+        load_end = f"{machine_load()}; during the whole run: {whole.describe()}"
         elapsed = time.monotonic() - started
         date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
         command = f"uv run --locked python benchmarks/serve.py {shlex.join(sys.argv[1:] if argv is None else argv)}"

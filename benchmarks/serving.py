@@ -21,13 +21,14 @@ import socket
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from procs import MiB, run
 
 __all__ = [
+    "CpuShare",
     "MemoryPeaks",
     "Nginx",
     "WrkResult",
@@ -327,9 +328,10 @@ def registry_requests(log_file: Path, offset: int, name: str, agent_prefix: str 
 
 
 def _cpu_times() -> tuple[int, int]:
+    """(all, idle) jiffies of all CPUs: user nice system idle iowait irq softirq (steal, guest left out)."""
     fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return sum(fields[:8]), idle
+    return sum(fields[:7]), idle
 
 
 def machine_load(window: float = 1.0) -> str:
@@ -340,3 +342,52 @@ def machine_load(window: float = 1.0) -> str:
     busy = 100 * (1 - (idle1 - idle0) / max(1, total1 - total0))
     load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     return f"load average {load}, CPUs {busy:.0f}% busy over {window:.0f} s"
+
+
+def _pid_cpu_s(pid: int) -> float:
+    """CPU seconds of a live process and of the children it reaped (utime, stime, cutime, cstime)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_s(live: Sequence[int]) -> float:
+    """CPU seconds of this process, its reaped children (with theirs) and the ``live`` processes it started."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system + sum(_pid_cpu_s(pid) for pid in live)
+
+
+@dataclass
+class CpuShare:
+    """How busy the CPUs were between ``start()`` and ``stop()``, and how much of it was not this benchmark:
+    busy time from /proc/stat minus the CPU time of this process, its reaped descendants and ``live`` (processes
+    it started that are still running, e.g. a registry)."""
+
+    live: Callable[[], Sequence[int]] = list
+    cpus: int = field(default_factory=lambda: os.cpu_count() or 1)
+    _start: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    busy: float = 0.0  # share of all CPUs' time, 0..1
+    others: float = 0.0  # share of all CPUs' time used by processes the benchmark did not start
+
+    def start(self) -> CpuShare:
+        self._start = (time.monotonic(), _busy_s(), _own_cpu_s(self.live()))
+        return self
+
+    def stop(self) -> CpuShare:
+        wall, busy = time.monotonic() - self._start[0], _busy_s() - self._start[1]
+        own = _own_cpu_s(self.live()) - self._start[2]
+        capacity = max(wall * self.cpus, 1e-9)
+        self.busy = min(1.0, busy / capacity)
+        self.others = min(1.0, max(0.0, (busy - own) / capacity))
+        return self
+
+    def describe(self) -> str:
+        mine = max(0.0, self.busy - self.others)
+        return f"CPUs {self.busy:.0%} busy ({mine:.0%} the benchmark, {self.others:.0%} other processes)"
+
+
+def _busy_s() -> float:
+    total, idle = _cpu_times()
+    return (total - idle) / os.sysconf("SC_CLK_TCK")
