@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from cryptography import x509
 
@@ -327,6 +328,44 @@ def _assert_serves_all(server: ServeProcess, files: Files, clients: int = 4) -> 
     with ThreadPoolExecutor(clients) as pool:
         wrong = [line for part in pool.map(fetch, [paths[i::clients] for i in range(clients)]) for line in part]
     assert wrong == [], f"{len(wrong)} of {len(paths)} files not served as synced: {wrong[:5]}"
+
+
+ORPHAN_BUG = (
+    "kill -9 of the main 'specman serve' process alone: its granian workers (forked, so they inherit the data dir's "
+    "flock descriptor) are reparented to init, keep serving on the port and keep the lock, so a restart fails with "
+    "'data dir ... is in use by another specman (pid <the dead main pid>)' until someone kills the orphans"
+)
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.mark.xfail(strict=True, reason=ORPHAN_BUG)
+def test_kill9_of_the_main_process_alone_then_restart(
+    small_layout: tuple[Path, Path, Files], serve_factory: ServeFactory, tmp_path: Path
+) -> None:
+    """``kill -9 <pid>`` as an operator types it (not the whole process group): a restart on the same data dir
+    must come up, and the workers of the dead process must not outlive it."""
+    layout, template, files = small_layout
+    data = _copy_data(template, tmp_path / "data")
+    source = [str(layout), "--oci-layout"]
+    first = serve_factory(source, data, extra_args=["--interval", "1h"], workers=2)
+    workers = psutil.Process(first.pid).children(recursive=True)
+    assert workers, "granian started no worker process"
+    os.kill(first.pid, signal.SIGKILL)
+    first.proc.wait(WAIT)
+    # (the serve_factory teardown SIGKILLs first's whole process group: orphans included)
+    # another port: an orphaned worker still answering on the old one must not pass for the restarted server
+    again = serve_factory(source, data, extra_args=["--interval", "1h"])
+    path = next(iter(files))
+    with again.client() as client:
+        assert client.get("/" + path).content == files[path]
+    assert again.running, again.log_tail()
+    _poll(lambda: not any(_alive(worker) for worker in workers), "the dead server's workers to exit", timeout=30)
 
 
 # -- 2. registry unreachable at start --------------------------------------------------------------------------
