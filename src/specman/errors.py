@@ -152,9 +152,12 @@ class SyncError(SpecmanError):
 
     ``reason`` is a short CamelCase cause for status and metrics (``ListTagsFailed``, ``PublishFailed``...),
     ``retryable`` says whether trying again later can fix it (registry down: yes; wrong password: no).
+    ``result`` is what the reconcile did before it failed (a ``specman.sync.SyncResult``: when it started,
+    how long it ran), set by the reconcile that raises it.
     """
 
     def __init__(self, message: str, *, reason: str, retryable: bool) -> None:
         super().__init__(message)
         self.reason = reason
         self.retryable = retryable
+        self.result: object | None = None

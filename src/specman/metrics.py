@@ -78,6 +78,9 @@ class Metrics:
 
     def record_sync(self, result: SyncResult | None, error: SyncError | None) -> None:
         """Count one reconcile (what ``run_loop``'s ``on_result`` sees)."""
+        ok = error is None and result is not None and result.ok
+        if result is None and error is not None and isinstance(error.result, SyncResult):
+            result = error.result  # a failed reconcile has a duration too
         if result is not None:
             self.sync_duration.observe(result.duration)
             self.sync_bytes.inc(result.bytes_downloaded)
@@ -88,7 +91,6 @@ class Metrics:
                 self.tags.set(len(result.digests))
         if error is not None:
             self.sync_errors.labels(kind=error.reason).inc()
-        ok = error is None and result is not None and result.ok
         self.sync_runs.labels(result="success" if ok else "partial" if error is None else "failure").inc()
         self._failures = 0 if ok else self._failures + 1
         self.consecutive_failures.set(self._failures)

@@ -79,13 +79,16 @@ class SyncStatus:
         """Fold one reconcile's outcome in (what ``run_loop``'s ``on_result`` sees)."""
         self.runs += 1
         now = datetime.now(UTC)
+        if result is None and error is not None and isinstance(error.result, SyncResult):
+            result = error.result  # when the failed reconcile started and how long it ran
         if result is not None:
             self.source = result.source  # with --console, the registry the console names now
             self.last_started, self.last_finished = _iso(result.started), _iso(result.finished)
             self.last_duration = round(result.duration, 3)
             self.failed_tags = dict(result.failed)
-        else:
-            self.last_finished = _iso(now)
+        else:  # failed before a reconcile could start (the console did not name a source)
+            self.last_started = self.last_finished = _iso(now)
+            self.last_duration = 0.0
         if error is None and result is not None and result.ok:
             self.state, self.last_success = "ok", self.last_finished
             self.last_error = self.last_error_reason = None

@@ -32,7 +32,7 @@ from specman.sync import SyncResult, run_loop
 from specman.sync.source import ConsoleSource
 from specman.sync.trigger import Trigger
 from specman.sync_command import sync_options, sync_settings
-from specman.web import parse_listen, run_asgi, tls_files
+from specman.web import check_tls, parse_listen, run_asgi, tls_files
 
 __all__ = ["serve"]
 
@@ -105,6 +105,7 @@ def serve(
             read_basic_auth(basic_auth_file)
         except (OSError, ValueError) as exc:
             raise UsageError(f"--basic-auth-file: {exc}") from None
+    check_tls(no_tls, tls_cert, tls_key)  # before the data dir is touched
     token_env = _notify_token(notify_token_file)
     source, settings = sync_settings(ctx, repo, tag_globs, semver, keep_deleted, parallel, max_size, max_files, kw)
     try:

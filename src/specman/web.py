@@ -17,7 +17,7 @@ from typing import Any
 
 from specman.errors import UsageError
 
-__all__ = ["parse_listen", "run_asgi", "tls_files"]
+__all__ = ["check_tls", "die_with_parent", "parse_listen", "run_asgi", "tls_files"]
 
 
 def parse_listen(value: str, *, any_port: bool = False) -> tuple[str, int]:
@@ -34,23 +34,51 @@ def parse_listen(value: str, *, any_port: bool = False) -> tuple[str, int]:
     return host, int(port)
 
 
-def tls_files(
-    data_dir: Path, no_tls: bool, cert: Path | None, key: Path | None, sans: tuple[str, ...]
-) -> tuple[Path, Path] | None:
-    """The (certificate, key) to serve with, or None for plain HTTP; a bad combination is a UsageError."""
-    from specman.tls import ensure_certificates, server_context  # cryptography loads only when serving
+def check_tls(no_tls: bool, cert: Path | None, key: Path | None) -> None:
+    """UsageError for a bad combination or an unusable certificate pair; writes nothing (call it first)."""
+    from specman.tls import server_context  # cryptography loads only when serving
 
-    if no_tls:
-        if cert or key:
-            raise UsageError("--no-tls cannot be combined with --tls-cert/--tls-key")
-        return None
+    if no_tls and (cert or key):
+        raise UsageError("--no-tls cannot be combined with --tls-cert/--tls-key")
     if (cert is None) != (key is None):
         raise UsageError("--tls-cert and --tls-key go together")
     if cert is not None and key is not None:
-        server_context(cert, key)  # fails early, with one line, on an unreadable or mismatched pair
+        server_context(cert, key)  # one line on an unreadable or mismatched pair
+
+
+def tls_files(
+    data_dir: Path, no_tls: bool, cert: Path | None, key: Path | None, sans: tuple[str, ...]
+) -> tuple[Path, Path] | None:
+    """The (certificate, key) to serve with — given, or generated into ``<data_dir>/tls`` — or None for HTTP."""
+    from specman.tls import ensure_certificates
+
+    check_tls(no_tls, cert, key)
+    if no_tls:
+        return None
+    if cert is not None and key is not None:
         return cert, key
     files = ensure_certificates(data_dir / "tls", sans)
     return files.cert, files.key
+
+
+def die_with_parent() -> None:
+    """In a server worker: get SIGTERM when the main process dies, even by ``kill -9`` (Linux ``prctl``).
+
+    Without it an orphaned worker keeps answering on the shared port with nobody syncing or supervising it.
+    """
+    import ctypes
+    import os
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _log_config() -> dict[str, Any]:

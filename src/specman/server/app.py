@@ -31,6 +31,7 @@ from specman.server.guards import BasicAuth, CountResponses, Methods, read_basic
 from specman.server.notify import Notifier
 from specman.server.paths import PathRejected, RequestPath, parse_request_path
 from specman.store import Generation, Store, load_current
+from specman.web import die_with_parent
 
 __all__ = ["VERSIONS_PREFIX", "app_from_env", "create_app"]
 
@@ -237,7 +238,9 @@ def create_app(data_dir: Path, *, basic_auth: tuple[str, str] | None = None, run
 
 def app_from_env() -> ASGIApp:
     """Factory for the server workers: ``specman serve`` exported its run directory (``specman.runtime``)."""
+    die_with_parent()  # an orphaned worker would serve on with nobody syncing
     run = RunDir.from_env()
     config = run.config()
+    Store(Path(config.data_dir)).drop_inherited_lock()  # forked with the main process's lock descriptor
     auth = read_basic_auth(Path(config.basic_auth_file)) if config.basic_auth_file else None
     return create_app(Path(config.data_dir), basic_auth=auth, run=run)

@@ -164,3 +164,25 @@ class DirLock:
     @property
     def held(self) -> bool:
         return self._fd is not None
+
+    @staticmethod
+    def drop_inherited(path: Path) -> int:
+        """Close the descriptors of ``path`` this process inherited from a forking parent; how many.
+
+        The lock is on the open file description, which ``fork`` shares: a forked server worker that outlives
+        its parent (``kill -9`` of the parent alone) would otherwise hold the data dir's lock and block every
+        restart.  Workers call this once at start; the parent keeps its own descriptor and the lock.
+        """
+        try:
+            wanted = os.stat(path)
+            fds = [int(name) for name in os.listdir("/proc/self/fd")]
+        except OSError:
+            return 0
+        dropped = 0
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                st = os.fstat(fd)
+                if (st.st_dev, st.st_ino) == (wanted.st_dev, wanted.st_ino):
+                    os.close(fd)
+                    dropped += 1
+        return dropped

@@ -131,6 +131,11 @@ class Store:
     def close(self) -> None:
         self._lock.release()
 
+    def drop_inherited_lock(self) -> None:
+        """In a process forked from this store's owner (a server worker): close the inherited lock descriptor,
+        so that the lock dies with its owner even if this process lives on."""
+        DirLock.drop_inherited(self._lock.path)
+
     def __enter__(self) -> Store:
         return self.open()
 

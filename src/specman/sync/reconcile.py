@@ -314,6 +314,7 @@ def reconcile_once(
     )
     _log_summary(result, error)
     if error is not None:
+        error.result = result
         raise error
     return result
 
