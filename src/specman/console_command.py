@@ -19,7 +19,7 @@ import click
 from specman import logs
 from specman.errors import UsageError
 from specman.sync_command import Duration
-from specman.web import parse_listen, run_asgi, tls_files
+from specman.web import parse_listen, run_asgi, server_options, tls_files
 
 __all__ = ["console"]
 
@@ -73,23 +73,7 @@ def _prepare(
     type=click.Path(file_okay=False, path_type=Path),
     help="Directory for console.db, secret.key, admin-password and tls/.",
 )
-@click.option(
-    "--listen", default="0.0.0.0:8444", show_default=True, envvar="SPECMAN_LISTEN", help="Address to serve on."
-)
-@click.option("--no-tls", is_flag=True, envvar="SPECMAN_NO_TLS", help="Serve plain HTTP (behind a TLS proxy).")
-@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path), envvar="SPECMAN_TLS_CERT")
-@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), envvar="SPECMAN_TLS_KEY")
-@click.option(
-    "--tls-san", "tls_sans", multiple=True, metavar="NAME", help="Extra SAN (DNS name or IP) for the generated cert."
-)
-@click.option(
-    "--workers",
-    type=click.IntRange(1, 64),
-    default=1,
-    show_default=True,
-    envvar="SPECMAN_WORKERS",
-    help="Server processes sharing the port (jobs are coordinated through the database).",
-)
+@server_options("0.0.0.0:8444", "Server processes sharing the port (jobs are coordinated through the database).")
 @click.option(
     "--admin-password-file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),

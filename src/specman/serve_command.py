@@ -32,7 +32,7 @@ from specman.sync import SyncResult, run_loop
 from specman.sync.source import ConsoleSource
 from specman.sync.trigger import Trigger
 from specman.sync_command import sync_options, sync_settings
-from specman.web import check_tls, parse_listen, run_asgi, tls_files
+from specman.web import check_tls, parse_listen, run_asgi, server_options, tls_files
 
 __all__ = ["serve"]
 
@@ -42,23 +42,7 @@ NOTIFY_TOKEN_ENV: Final = "SPECMAN_NOTIFY_TOKEN"  # noqa: S105 (a variable name,
 
 @click.command()
 @sync_options
-@click.option(
-    "--listen", default="0.0.0.0:8443", show_default=True, envvar="SPECMAN_LISTEN", help="Address to serve on."
-)
-@click.option("--no-tls", is_flag=True, envvar="SPECMAN_NO_TLS", help="Serve plain HTTP (behind a TLS proxy).")
-@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path), envvar="SPECMAN_TLS_CERT")
-@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), envvar="SPECMAN_TLS_KEY")
-@click.option(
-    "--tls-san", "tls_sans", multiple=True, metavar="NAME", help="Extra SAN (DNS name or IP) for the generated cert."
-)
-@click.option(
-    "--workers",
-    type=click.IntRange(1, 64),
-    default=1,
-    show_default=True,
-    envvar="SPECMAN_WORKERS",
-    help="Server processes sharing the port.",
-)
+@server_options("0.0.0.0:8443", "Server processes sharing the port.")
 @click.option(
     "--basic-auth-file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -94,7 +78,7 @@ def serve(
     notify_token_file: Path | None,
     **kw: Any,
 ) -> None:
-    """Sync REPO into DIR (as ``specman sync``) and serve DIR's merged view over HTTPS."""
+    """Sync REPO (or the console's registry) into DIR as 'specman sync' does, and serve DIR's merged view over HTTPS."""
     # The server stack (granian, Starlette) loads only for this command: other commands start faster and smaller.
     from specman.metrics import Metrics
     from specman.server.guards import read_basic_auth
