@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 from pathlib import Path
 from typing import Any, Final
@@ -31,7 +32,7 @@ from specman.store import Store
 from specman.sync import SyncResult, run_loop
 from specman.sync.source import ConsoleSource
 from specman.sync.trigger import Trigger
-from specman.sync_command import sync_options, sync_settings
+from specman.sync_command import stop_on_signals, sync_options, sync_settings
 from specman.web import check_tls, parse_listen, run_asgi, server_options, tls_files
 
 __all__ = ["serve"]
@@ -104,10 +105,10 @@ def serve(
                 notify_token_env=token_env,
             )
             status = SyncStatus(source=source.display)
-            with RunDir.create(config, status) as run:
+            # SIGTERM/SIGINT before granian takes the signals over (it does when it starts) stop cleanly too
+            with RunDir.create(config, status) as run, stop_on_signals() as stop:
                 metrics = Metrics(run.metrics_dir)
-
-                stop, wake = threading.Event(), threading.Event()
+                wake = threading.Event()
                 trigger = Trigger(wake, settings.tag_filter)
 
                 def on_result(result: SyncResult | None, error: SyncError | None) -> None:
@@ -125,15 +126,27 @@ def serve(
                     daemon=True,
                 )
                 syncer.start()
+                served = threading.Event()
+                threading.Thread(target=_hand_over, args=(stop, served), name="specman-signals", daemon=True).start()
                 try:
-                    run_asgi("specman.server.app:app_from_env", host=host, port=port, workers=workers, tls=tls)
+                    if not stop.is_set():
+                        run_asgi("specman.server.app:app_from_env", host=host, port=port, workers=workers, tls=tls)
                 finally:
+                    served.set()
                     log.info("Stopping")
                     stop.set()
                     wake.set()
                     syncer.join()
     finally:
         source.close()
+
+
+def _hand_over(stop: threading.Event, served: threading.Event) -> None:
+    """A signal our handler caught while granian was starting: send it again until granian's handler takes it."""
+    stop.wait()
+    while not served.is_set():
+        os.kill(os.getpid(), signal.SIGTERM)
+        served.wait(0.5)
 
 
 def _notify_token(token_file: Path | None) -> str | None:

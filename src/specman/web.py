@@ -3,7 +3,8 @@
 ``parse_listen`` reads ``--listen``; ``tls_files`` picks the certificate (``--tls-cert/--tls-key``, or a private CA
 and server certificate generated into ``<data-dir>/tls``, or none with ``--no-tls``); ``run_asgi`` starts granian
 with ``workers`` processes sharing the port (SO_REUSEPORT), crashed workers respawned, its own log lines in
-specman's format (logrus text or JSON), and returns after SIGTERM/SIGINT once in-flight requests are done.
+specman's format (logrus text or JSON), and returns after SIGTERM/SIGINT once in-flight requests are done (at
+most 20 s later: then the workers are killed).
 
 The server stack (granian, cryptography) is imported inside the functions: commands that do not serve start faster.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,8 +23,9 @@ import click
 from specman.errors import UsageError
 
 F = TypeVar("F", bound=Callable[..., Any])
+_KILL_TIMEOUT = 20  # seconds: within Kubernetes' default 30 s grace period
 
-__all__ = ["check_tls", "die_with_parent", "parse_listen", "run_asgi", "server_options", "tls_files"]
+__all__ = ["check_tls", "parse_listen", "run_asgi", "server_options", "tls_files"]
 
 
 def server_options(default_listen: str, workers_help: str) -> Callable[[F], F]:
@@ -102,24 +105,30 @@ def tls_files(
     return files.cert, files.key
 
 
-def die_with_parent() -> None:
-    """In a server worker: get SIGTERM when the main process dies, even by ``kill -9`` (Linux ``prctl``).
+def _after_fork_in_worker() -> None:
+    """In a forked server worker, first thing: make the stop signals reach it.
 
-    Without it an orphaned worker keeps answering on the shared port with nobody syncing or supervising it.
+    * SIGTERM/SIGINT get their default action until granian installs the worker's own handlers: the handlers
+      inherited from the main process would swallow a signal sent while the worker starts, and the main process
+      would then wait for a worker that never stops;
+    * SIGKILL when the main process dies, even by ``kill -9`` (Linux ``prctl``): an orphaned worker would keep
+      answering on the shared port with nobody syncing or supervising it (SIGKILL: granian's graceful stop was
+      seen to hang in a worker whose main process was gone).
     """
     import ctypes
-    import os
     import signal
     import sys
 
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_DFL)
     if not sys.platform.startswith("linux"):
         return
     parent = os.getppid()
     libc = ctypes.CDLL(None, use_errno=True)
     pr_set_pdeathsig = 1
-    libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+    libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:  # the parent died before prctl took effect
-        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _log_config() -> dict[str, Any]:
@@ -162,5 +171,9 @@ def run_asgi(
         log_access=False,
         log_dictconfig=_log_config(),
         respawn_failed_workers=True,
+        # in-flight requests get this long after SIGTERM; it also bounds the wait for a worker that was being
+        # spawned when the signal came (it can miss the signal before it installs its handlers)
+        workers_kill_timeout=_KILL_TIMEOUT,
     )
+    os.register_at_fork(after_in_child=_after_fork_in_worker)  # granian forks its workers from this process
     server.serve()

@@ -31,7 +31,6 @@ from specman.server.guards import BasicAuth, CountResponses, Methods, read_basic
 from specman.server.notify import Notifier
 from specman.server.paths import PathRejected, RequestPath, parse_request_path
 from specman.store import Generation, Store, load_current
-from specman.web import die_with_parent
 
 __all__ = ["VERSIONS_PREFIX", "app_from_env", "create_app"]
 
@@ -238,7 +237,6 @@ def create_app(data_dir: Path, *, basic_auth: tuple[str, str] | None = None, run
 
 def app_from_env() -> ASGIApp:
     """Factory for the server workers: ``specman serve`` exported its run directory (``specman.runtime``)."""
-    die_with_parent()  # an orphaned worker would serve on with nobody syncing
     run = RunDir.from_env()
     config = run.config()
     Store(Path(config.data_dir)).drop_inherited_lock()  # forked with the main process's lock descriptor
