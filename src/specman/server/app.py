@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from specman.metrics import CONTENT_TYPE, Metrics
 from specman.runtime import RunDir
 from specman.server.conditional import RangeNotSatisfiable, not_modified, parse_range, range_applies
-from specman.server.files import FileIndex, html_listing, listing, send_file
+from specman.server.files import FileIndex, html_listing, listing, send_file, send_whole_file
 from specman.server.guards import BasicAuth, CountResponses, Methods, read_basic_auth
 from specman.server.notify import Notifier
 from specman.server.paths import PathRejected, RequestPath, parse_request_path
@@ -47,18 +47,21 @@ class _Current:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         self.store = Store(data_dir)  # never opened: only its read-only lookups are used
+        self._link_path = os.path.join(data_dir, "current")
         self._lock = threading.Lock()
         self._link: str | None = None
         self._generation: Generation | None = None
+        self.tree: Path | None = None  # the generation's tree, as of the last ``get``
 
     def get(self) -> Generation | None:
         try:
-            link: str | None = os.readlink(self.data_dir / "current")
+            link: str | None = os.readlink(self._link_path)
         except OSError:
             link = None
         with self._lock:
             if link != self._link or (link is not None and self._generation is None):
                 self._generation = load_current(self.data_dir) if link is not None else None
+                self.tree = self._generation.tree if self._generation is not None else None
                 self._link = link
             return self._generation
 
@@ -74,6 +77,19 @@ def _raw_path(scope: Scope) -> str:
     return quote(str(scope.get("path", "/")))
 
 
+_CONDITIONS: Final = frozenset({b"if-none-match", b"if-modified-since", b"if-range", b"range"})
+_PARSED_PATHS: Final = 8192
+
+
+def _conditions(raw_headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The request's precondition and range headers (one pass over the raw headers; usually none)."""
+    found: dict[str, str] = {}
+    for name, value in raw_headers:
+        if name in _CONDITIONS:
+            found[name.decode("latin-1")] = value.decode("latin-1")
+    return found
+
+
 def _wants_json(request: Request) -> bool:
     accept = request.headers.get("accept", "").lower()
     return "application/json" in accept and "text/html" not in accept
@@ -85,6 +101,7 @@ class _Files:
     def __init__(self, current: _Current) -> None:
         self.current = current
         self.index = FileIndex()
+        self._paths: dict[str, RequestPath] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -105,35 +122,48 @@ class _Files:
             state = generation.tags.get(tag_path.names[0]) if generation is not None else None
             tree = self.current.store.versions_dir / state.version / "tree" if state is not None else None
             return tree, "/" + rest, VERSIONS_PREFIX + tag
-        return (generation.tree if generation is not None else None), raw, ""
+        return (self.current.tree if generation is not None else None), raw, ""
+
+    def _parse(self, inner: str) -> RequestPath:
+        """``parse_request_path``, remembered for the paths clients ask for again and again (bounded)."""
+        path = self._paths.get(inner)
+        if path is None:
+            path = parse_request_path(inner)
+            if len(self._paths) >= _PARSED_PATHS:
+                self._paths.clear()
+            self._paths[inner] = path
+        return path
 
     async def _respond(self, scope: Scope, send: Send) -> Response | None:
         root, inner, prefix = self._root(_raw_path(scope))
-        path = parse_request_path(inner)
+        path = self._parse(inner)
         entry = await self.index.lookup(root, path) if root is not None else None
         if root is None or entry is None:
             return _error(404, "Not found")
-        request = Request(scope)
         if entry.is_dir:
-            return await self._directory(request, root, entry.target, path, prefix)
+            return await self._directory(Request(scope), root, entry.target, path, prefix)
         if path.directory:
             return _error(404, "Not found")
+        conditions = _conditions(scope["headers"])
+        if not conditions:  # the common case: the whole file, headers prepared once per file
+            await send_whole_file(scope, send, entry)
+            return None
         headers = {
             "ETag": entry.etag,
             "Last-Modified": entry.last_modified,
             "Accept-Ranges": "bytes",
             "Cache-Control": "no-cache",
         }
-        h = request.headers
+        get = conditions.get
         if not_modified(
-            entry.etag, entry.mtime, if_none_match=h.get("if-none-match"), if_modified_since=h.get("if-modified-since")
+            entry.etag, entry.mtime, if_none_match=get("if-none-match"), if_modified_since=get("if-modified-since")
         ):
             return Response(status_code=304, headers=headers)
         headers["Content-Type"] = entry.content_type
         ranges = None
-        if range_applies(entry.etag, entry.mtime, h.get("if-range")):
+        if range_applies(entry.etag, entry.mtime, get("if-range")):
             try:
-                ranges = parse_range(h.get("range"), entry.size)
+                ranges = parse_range(get("range"), entry.size)
             except RangeNotSatisfiable as exc:
                 return Response(
                     b"Range not satisfiable\n",

@@ -32,7 +32,16 @@ from starlette.types import Scope, Send
 from specman.server.conditional import http_date
 from specman.server.paths import RequestPath, confine
 
-__all__ = ["ETags", "FileEntry", "FileIndex", "content_type", "html_listing", "listing", "send_file"]
+__all__ = [
+    "ETags",
+    "FileEntry",
+    "FileIndex",
+    "content_type",
+    "html_listing",
+    "listing",
+    "send_file",
+    "send_whole_file",
+]
 
 _CHUNK: Final = 256 * 1024
 _ETAG_CACHE_SIZE: Final = 4096
@@ -91,6 +100,7 @@ class FileEntry:
     etag: str = ""
     last_modified: str = ""
     content_type: str = ""
+    raw_headers: tuple[tuple[bytes, bytes], ...] = ()  # of a 200 answer with the whole file, ready to send
 
 
 class FileIndex:
@@ -129,15 +139,17 @@ class FileIndex:
             return FileEntry(target, is_dir=True)
         if not stat.S_ISREG(st.st_mode):
             return None
-        return FileEntry(
-            target,
-            is_dir=False,
-            size=st.st_size,
-            mtime=st.st_mtime,
-            etag=self.etags.get(target, st),
-            last_modified=http_date(st.st_mtime),
-            content_type=content_type(target.name),
-        )
+        etag, modified, kind = self.etags.get(target, st), http_date(st.st_mtime), content_type(target.name)
+        headers = {
+            "etag": etag,
+            "last-modified": modified,
+            "accept-ranges": "bytes",
+            "cache-control": "no-cache",
+            "content-type": kind,
+            "content-length": str(st.st_size),
+        }
+        raw = tuple((k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())
+        return FileEntry(target, False, st.st_size, st.st_mtime, etag, modified, kind, raw)
 
 
 def listing(root: Path, directory: Path) -> list[dict[str, Any]]:
@@ -189,11 +201,16 @@ def _read_range(path: Path, start: int, length: int) -> bytes:
         return handle.read(length)
 
 
+async def send_whole_file(scope: Scope, send: Send, entry: FileEntry) -> None:
+    """200 with the whole file (no body for HEAD): the hot path, with the headers ``FileIndex`` prepared."""
+    await send({"type": "http.response.start", "status": 200, "headers": entry.raw_headers})
+    await _send_body(scope, send, entry.target, [], entry.size, b"")
+
+
 async def send_file(
     scope: Scope, send: Send, path: Path, headers: dict[str, str], size: int, ranges: list[tuple[int, int]] | None
 ) -> None:
     """Send the file (or its ``ranges``) with ``headers``; the body is left out for HEAD."""
-    head = scope["method"] == "HEAD"
     status = 200
     parts: list[tuple[bytes, int, int]] = []  # (preamble, start, end_inclusive)
     epilogue = b""
@@ -218,7 +235,14 @@ async def send_file(
         headers["Content-Length"] = str(size)
     raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
     await send({"type": "http.response.start", "status": status, "headers": raw_headers})
-    if head:
+    await _send_body(scope, send, path, parts, size, epilogue)
+
+
+async def _send_body(
+    scope: Scope, send: Send, path: Path, parts: list[tuple[bytes, int, int]], size: int, epilogue: bytes
+) -> None:
+    """The body after the headers: none for HEAD; the whole file by ``pathsend``; else ``parts`` in chunks."""
+    if scope["method"] == "HEAD":
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return
     if not parts and "http.response.pathsend" in scope.get("extensions", {}):
