@@ -23,14 +23,17 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 __all__ = [
     "CommandFailed",
     "Measurement",
     "PageCache",
     "fresh_dir",
+    "interrupt",
     "kill_running",
     "log",
+    "remove_stale_runs",
     "resident_bytes",
     "rotate",
     "rss_floor_mib",
@@ -303,3 +306,19 @@ def specman_command() -> list[str]:
         return [str(script)]
     found = shutil.which("specman")
     return [found] if found else [sys.executable, "-m", "specman"]
+
+
+def interrupt(signum: int, frame: FrameType | None) -> None:
+    """A SIGTERM/SIGHUP handler: stop a benchmark as Ctrl-C does (its cleanup runs)."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def remove_stale_runs(work_dir: Path) -> None:
+    """Temporary directories ``run-<pid>`` of earlier benchmark runs that were killed (their pid is gone)."""
+    for stale in work_dir.glob("run-*"):
+        try:
+            os.kill(int(stale.name.removeprefix("run-")), 0)
+        except (ValueError, ProcessLookupError):
+            shutil.rmtree(stale, ignore_errors=True)
+        except PermissionError:
+            pass

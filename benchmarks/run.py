@@ -25,7 +25,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -36,8 +35,10 @@ from procs import (
     MiB,
     PageCache,
     fresh_dir,
+    interrupt,
     kill_running,
     log,
+    remove_stale_runs,
     rotate,
     rss_floor_mib,
     rss_method,
@@ -278,25 +279,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
-def _remove_stale_runs(work_dir: Path) -> None:
-    """Temporary directories of earlier runs that were killed (their pid is gone)."""
-    for stale in work_dir.glob("run-*"):
-        try:
-            os.kill(int(stale.name.removeprefix("run-")), 0)
-        except (ValueError, ProcessLookupError):
-            shutil.rmtree(stale, ignore_errors=True)
-        except PermissionError:
-            pass
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGHUP, _interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGHUP, interrupt)
     missing = [t for t in ("docker-registry", "curl", "tar") if shutil.which(t) is None]
     if missing:
         log(f"error: missing {', '.join(missing)} (apt-get install docker-registry curl tar)")
@@ -308,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     src_dir, src_before = source_digest()
     try:
         work_dir.mkdir(parents=True, exist_ok=True)
-        _remove_stale_runs(work_dir)
+        remove_stale_runs(work_dir)
         run_dir = work_dir / f"run-{os.getpid()}"
         fresh_dir(run_dir / "tmp")
         fresh_dir(run_dir / "docker-config")

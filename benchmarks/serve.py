@@ -39,12 +39,23 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING
 
 import httpx
 
-from procs import CommandFailed, Measurement, MiB, fresh_dir, kill_running, log, rotate, run, specman_command
+from procs import (
+    CommandFailed,
+    Measurement,
+    MiB,
+    fresh_dir,
+    interrupt,
+    kill_running,
+    log,
+    remove_stale_runs,
+    rotate,
+    run,
+    specman_command,
+)
 from report import machine_info, write_serve_section
 from serving import CpuShare, MemoryPeaks, Nginx, WrkResult, machine_load, registry_requests, run_wrk
 from trees import datasets, ensure_dataset, source_digest, tree_hash
@@ -708,21 +719,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
-def _remove_stale_runs(work_dir: Path) -> None:
-    """Temporary directories of earlier runs that were killed (their pid is gone); run.py uses the same names."""
-    for stale in work_dir.glob("run-*"):
-        try:
-            os.kill(int(stale.name.removeprefix("run-")), 0)
-        except (ValueError, ProcessLookupError):
-            shutil.rmtree(stale, ignore_errors=True)
-        except PermissionError:
-            pass
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     missing = [t for t in TOOLS if shutil.which(t) is None]
@@ -730,8 +726,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"missing {', '.join(missing)}: apt-get install -y {' '.join(TOOLS[t] for t in missing)}")
         return 2
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored (a background job)
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGHUP, _interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGHUP, interrupt)
     sys.path.insert(0, str(REPO))  # tests.fixtures (the registry and serve launchers) lives in the repository
     from tests.fixtures.registry import RegistryError, start_registry, stop_registry
     from tests.fixtures.serve import ServeError
@@ -744,7 +740,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     src_dir, src_before = source_digest()
     try:
         work_dir.mkdir(parents=True, exist_ok=True)
-        _remove_stale_runs(work_dir)
+        remove_stale_runs(work_dir)
         run_dir = work_dir / f"run-{os.getpid()}"
         fresh_dir(run_dir / "tmp")
         fresh_dir(run_dir / "docker-config")
