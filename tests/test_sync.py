@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 import re
 import uuid
@@ -24,9 +25,12 @@ from specman.oci import (
     parse_reference,
     push_artifact,
 )
+from specman.oci.manifest import OCI_INDEX, OCI_MANIFEST
 from specman.store import Store
 from specman.sync import Backoff, SyncResult, TagFilter, reconcile_once
 from tests.fixtures.archives import Entry, make_tar
+from tests.fixtures.oci import push_artifact as raw_push
+from tests.fixtures.oci import push_manifest, registry_client
 from tests.fixtures.registry import Registry
 from tests.test_cli import one_line_error, run
 
@@ -180,6 +184,35 @@ def test_hostile_layer_fails_alone(plain_registry: Registry, store: Store, tmp_p
     assert list(result.failed) == ["2.0.0"] and "'../escape.json'" in result.failed["2.0.0"]
     assert result.fetched == ("1.0.0",) and list(result.digests) == ["1.0.0"]
     assert not (tmp_path / "data" / "escape.json").exists()
+
+
+def test_wrong_kinds_of_content_fail_alone(plain_registry: Registry, store: Store, tmp_path: Path) -> None:
+    """An index of two images, a layer that is no archive, two layers, a missing blob: each tag fails with its
+    reason, the good tag is published."""
+    repo = remote(plain_registry)
+    push_tree(repo, "1.0.0", {"a.json": "1"}, tmp_path)
+    with registry_client(plain_registry) as client:
+        images = [raw_push(client, repo.name, f"img-{i}", {"f": f"{i}".encode()}).digest for i in range(2)]
+        index = {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [{"mediaType": OCI_MANIFEST, "digest": d, "size": 1} for d in images],
+        }
+        push_manifest(client, repo.name, "2.0.0", json.dumps(index).encode(), OCI_INDEX)
+        raw_push(client, repo.name, "3.0.0", {"manifests.tgz": b'{"not": "an archive"}'})
+        raw_push(client, repo.name, "4.0.0", {"a.tgz": make_tar([Entry("x", data=b"x")]), "b.tgz": b"y"})
+        missing = raw_push(client, repo.name, "5.0.0", {"manifests.tgz": make_tar([Entry("gone", data=b"z")])})
+    layer = repo.fetch_manifest(missing.digest).layers[0]
+    _blob_data(plain_registry, layer.digest).unlink()
+
+    result = sync(repo, store)
+    assert {"2.0.0", "3.0.0", "4.0.0", "5.0.0"} <= set(result.failed)  # img-0/1 fail too: "f" is no archive
+    assert "index of 2 manifests" in result.failed["2.0.0"]
+    assert "archive" in result.failed["3.0.0"].lower() or "gzip" in result.failed["3.0.0"].lower()
+    assert "2 layers" in result.failed["4.0.0"]
+    assert "not found" in result.failed["5.0.0"].lower() or "unknown" in result.failed["5.0.0"].lower()
+    assert "1.0.0" in result.digests and (view(store) / "a.json").read_text() == "1"
+    assert result.failure_kinds["2.0.0"] == "ContentError" and result.failure_kinds["4.0.0"] == "ContentError"
 
 
 def test_filters_select_tags(plain_registry: Registry, store: Store, tmp_path: Path, log_lines: io.StringIO) -> None:
