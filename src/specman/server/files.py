@@ -45,7 +45,7 @@ __all__ = [
 
 _CHUNK: Final = 256 * 1024
 _ETAG_CACHE_SIZE: Final = 4096
-_INDEX_SIZE: Final = 16384
+_INDEX_SIZE: Final = 4096  # about 3 KiB an entry: ~12 MiB a worker at most
 _TYPES: Final = {
     ".yaml": "application/yaml",
     ".yml": "application/yaml",
