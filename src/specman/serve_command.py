@@ -25,14 +25,14 @@ from typing import Any, Final
 import click
 
 from specman.errors import SyncError, UsageError
-from specman.oci import RemoteRepository, Repository
+from specman.oci import RemoteRepository
 from specman.oci.reference import DEFAULT_REPOSITORY
 from specman.runtime import AppConfig, RunDir, SyncStatus
 from specman.store import Store
 from specman.sync import SyncResult, run_loop
 from specman.sync.source import ConsoleSource
 from specman.sync.trigger import Trigger
-from specman.sync_command import stop_on_signals, sync_options, sync_settings
+from specman.sync_command import Source, stop_on_signals, sync_options, sync_settings
 from specman.web import check_tls, parse_listen, run_asgi, server_options, tls_files
 
 __all__ = ["serve"]
@@ -92,7 +92,9 @@ def serve(
             raise UsageError(f"--basic-auth-file: {exc}") from None
     check_tls(no_tls, tls_cert, tls_key)  # before the data dir is touched
     token_env = _notify_token(notify_token_file)
-    source, settings = sync_settings(ctx, repo, tag_globs, semver, keep_deleted, parallel, max_size, max_files, kw)
+    source, settings = sync_settings(
+        ctx, repo, tag_globs, semver, keep_deleted, parallel, max_size, max_files, interval, kw
+    )
     try:
         with Store(data_dir) as store:
             tls = tls_files(store.data_dir, no_tls, tls_cert, tls_key, tls_sans)
@@ -121,7 +123,7 @@ def serve(
                 syncer = threading.Thread(
                     target=run_loop,
                     args=(settings.reconciler(source, store),),
-                    kwargs={"interval": interval, "stop": stop, "wake": wake, "on_result": on_result},
+                    kwargs={"interval": settings.interval, "stop": stop, "wake": wake, "on_result": on_result},
                     name="specman-sync",
                     daemon=True,
                 )
@@ -161,8 +163,9 @@ def _notify_token(token_file: Path | None) -> str | None:
     return NOTIFY_TOKEN_ENV if os.environ.get(NOTIFY_TOKEN_ENV, "").strip() else None
 
 
-def _notified_repository(source: Repository | ConsoleSource) -> str | None:
-    """The repository name registry notifications must carry (None: any, for an OCI layout source)."""
+def _notified_repository(source: Source) -> str | None:
+    """The repository name registry notifications must carry (None: any — an OCI layout, or a config dir whose
+    source may change; the tag filter still applies and an extra sync changes nothing)."""
     if isinstance(source, ConsoleSource):
         return DEFAULT_REPOSITORY  # the console names the registry; the repository is the product's
     return source.name if isinstance(source, RemoteRepository) else None

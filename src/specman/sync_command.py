@@ -7,12 +7,11 @@ the ``--once`` summary (generation, then ``tag digest`` per published tag) to st
 
 from __future__ import annotations
 
-import re
 import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any, Final, TypeVar
@@ -28,15 +27,15 @@ from specman.oci import Repository
 from specman.oci.http import TLSOptions
 from specman.store import Store
 from specman.sync import SyncResult, TagFilter, reconcile_once, run_loop
+from specman.sync.configdir import ConfigDir
+from specman.sync.loop import parse_duration
 from specman.sync.source import ConsoleSource
 from specman.ui import UI
 
 __all__ = ["Duration", "SyncSettings", "stop_on_signals", "sync", "sync_options", "sync_settings"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-_DURATION: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNITS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+Source = Repository | ConsoleSource | ConfigDir  # a fixed repository, or one named anew before every sync
 
 
 class Duration(click.ParamType):  # type: ignore[type-arg]
@@ -47,11 +46,10 @@ class Duration(click.ParamType):  # type: ignore[type-arg]
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
         if isinstance(value, int | float) and value > 0:
             return float(value)
-        match = _DURATION.match(str(value))
-        seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"] if match else 0.0
-        if seconds <= 0:
-            self.fail(f"{value!r} is not a positive duration (examples: 30s, 5m, 1h)", param, ctx)
-        return seconds
+        try:
+            return parse_duration(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 @contextmanager
@@ -124,6 +122,12 @@ _SYNC_OPTIONS: Final[list[Callable[[Any], Any]]] = [
         help="Time between syncs without --once (failures back off exponentially, at most 5m).",
     ),
     click.option(
+        "--config-dir",
+        envvar="SPECMAN_CONFIG_DIR",
+        type=click.Path(exists=True, file_okay=False, path_type=Path),
+        help="A mounted ConfigMap: files 'source' and 'interval' override REPO and --interval, read before every sync.",
+    ),
+    click.option(
         "--console",
         "console_url",
         envvar="SPECMAN_CONSOLE",
@@ -155,11 +159,12 @@ class SyncSettings:
     limits: ExtractLimits
     keep_deleted: bool
     parallel: int
+    interval: float | Callable[[], float]  # a function when a config dir may change it
 
-    def reconciler(self, source: Repository | ConsoleSource, store: Store) -> Callable[[], SyncResult]:
+    def reconciler(self, source: Source, store: Store) -> Callable[[], SyncResult]:
         def reconcile() -> SyncResult:
             return reconcile_once(
-                source() if isinstance(source, ConsoleSource) else source,
+                source() if isinstance(source, ConsoleSource | ConfigDir) else source,
                 store,
                 tag_filter=self.tag_filter,
                 limits=self.limits,
@@ -179,17 +184,28 @@ def sync_settings(
     parallel: int,
     max_size: int | None,
     max_files: int | None,
+    interval: float,
     kw: dict[str, Any],
-) -> tuple[Repository | ConsoleSource, SyncSettings]:
+) -> tuple[Source, SyncSettings]:
     """Configure logging as the group asks, and turn the shared options into an open source and settings."""
     root = ctx.find_root().params
     logs.configure("debug" if root.get("verbose", 0) > 1 else "info", fmt=root.get("log_format") or "text")
-    settings = SyncSettings(TagFilter(tag_globs, semver), _limits(max_size, max_files), keep_deleted, parallel)
     console_url, token_file, console_ca = kw.pop("console_url"), kw.pop("console_token_file"), kw.pop("console_ca_file")
+    config_dir: Path | None = kw.pop("config_dir")
     options = _options(kw)
+    settings = SyncSettings(
+        TagFilter(tag_globs, semver), _limits(max_size, max_files), keep_deleted, parallel, interval
+    )
+    if config_dir is not None:
+        if console_url is not None:
+            raise UsageError("--config-dir and --console both name the source: give one")
+        source = ConfigDir(
+            config_dir, open_source=lambda text: open_source(text, options), source=repo, interval=interval
+        )
+        return source, replace(settings, interval=source.interval)
     if console_url is None:
         if repo is None:
-            raise UsageError("missing REPO (or --console URL with --console-token-file)")
+            raise UsageError("missing REPO (or --console URL with --console-token-file, or --config-dir)")
         return open_source(repo, options), settings
     if repo is not None:
         raise UsageError("give REPO or --console, not both")
@@ -223,7 +239,9 @@ def sync(
     """Reconcile the data directory DIR with the tags of REPO (HOST[:PORT]/NAME, or a layout path), or of the
     registry the console names (--console)."""
     ui: UI = ctx.obj
-    source, settings = sync_settings(ctx, repo, tag_globs, semver, keep_deleted, parallel, max_size, max_files, kw)
+    source, settings = sync_settings(
+        ctx, repo, tag_globs, semver, keep_deleted, parallel, max_size, max_files, interval, kw
+    )
     try:
         with Store(data_dir) as store:
             reconcile = settings.reconciler(source, store)
@@ -235,6 +253,6 @@ def sync(
                     raise SpecmanError(f"sync of {source.display}: {len(result.failed)} tag(s) failed: {causes}")
                 return
             with stop_on_signals() as stop:
-                run_loop(reconcile, interval=interval, stop=stop)
+                run_loop(reconcile, interval=settings.interval, stop=stop)
     finally:
         source.close()
