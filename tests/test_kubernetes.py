@@ -1,0 +1,520 @@
+"""specman on Kubernetes (issue 7): the kustomize base and overlays, the Dockerfile, and replicas that converge.
+
+No cluster runs here, so what can be checked for real is checked: ``kubectl kustomize`` renders
+``deploy/kubernetes/base`` and every overlay, every rendered object validates against the Kubernetes OpenAPI
+schemas shipped with ``kubernetes-validate`` (offline, strict: unknown fields fail), and the contract of the issue
+holds (names, namespace, ports, volume size, probes, the credentials Secret, the security context, replicas).
+
+Replica consistency runs three real ``specman serve`` processes exactly as the StatefulSet's container runs them:
+its args and its env, read from the rendered manifests (ConfigMap and Secret references resolved, mount paths
+mapped to temp dirs, the Secret's files written where the volume would put them), one real registry (htpasswd over
+plain http: the username from the env, the password from the mounted file). The only changes: the source is the
+local registry with ``SPECMAN_PLAIN_HTTP=1``, ``--listen`` is a free 127.0.0.1 port, and the interval is 1 s
+instead of 30 s so the test does not wait for it. Waits are bounded polls; nothing asserts on time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from specman.oci import RegistryOptions, open_repository, parse_reference, push_artifact
+from tests.conftest import RegistryFactory, ServeFactory
+from tests.fixtures.archives import Entry, make_tar
+from tests.fixtures.certs import Certs
+from tests.fixtures.registry import Registry
+from tests.fixtures.serve import ServeProcess
+
+ROOT = Path(__file__).resolve().parent.parent
+KUBE = ROOT / "deploy" / "kubernetes"
+OVERLAYS = {"single": 1, "tls": 1, "ha": 3}
+TARGETS = ["base", *(f"overlays/{name}" for name in OVERLAYS)]
+# the oldest and the newest Kubernetes whose schemas kubernetes-validate ships
+K8S_VERSIONS = ["1.25", kubernetes_validate.latest_version()]
+NAMESPACE = "hubble-system"
+REGISTRY_SECRET = "spectro-manifest-registry-secrets"
+REPO = "spectro-packs/spectro-manifests/manifest"
+WAIT = 60.0
+ROBOT_PASSWORD = "s3cret-robot"  # the registry password in the Secret: never in a log
+
+Obj = dict[str, Any]
+
+
+# -- rendering -------------------------------------------------------------------------------------------------
+
+
+def _kubectl() -> str:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.fail("kubectl is missing: apt-get install -y kubernetes-client", pytrace=False)
+    return kubectl
+
+
+def _render(target: str) -> list[Obj]:
+    proc = subprocess.run(
+        [_kubectl(), "kustomize", str(KUBE / target)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, f"kubectl kustomize {target}: {proc.stderr}"
+    return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
+
+
+@pytest.fixture(scope="module")
+def rendered() -> dict[str, list[Obj]]:
+    return {target: _render(target) for target in TARGETS}
+
+
+def _one(objects: list[Obj], kind: str, name: str) -> Obj:
+    found = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+    assert len(found) == 1, (
+        f"{kind}/{name}: {len(found)} found in {[(o['kind'], o['metadata']['name']) for o in objects]}"
+    )
+    return found[0]
+
+
+def _config_map(objects: list[Obj], prefix: str) -> Obj:
+    found = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith(prefix + "-")]
+    assert len(found) == 1
+    return found[0]
+
+
+def _container(workload: Obj, name: str) -> Obj:
+    containers = {c["name"]: c for c in workload["spec"]["template"]["spec"]["containers"]}
+    return containers[name]
+
+
+def _env(container: Obj) -> dict[str, Obj]:
+    return {entry["name"]: entry for entry in container.get("env", [])}
+
+
+# -- the manifests ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_object_validates_against_the_kubernetes_schemas(rendered: dict[str, list[Obj]], target: str) -> None:
+    objects = rendered[target]
+    assert objects
+    for obj in objects:
+        for version in K8S_VERSIONS:
+            try:
+                kubernetes_validate.validate(obj, version, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                pytest.fail(f"{target}: {obj['kind']}/{obj['metadata']['name']} (Kubernetes {version}): {exc}")
+        assert obj["metadata"].get("namespace") == NAMESPACE, f"{obj['kind']}/{obj['metadata']['name']}"
+
+
+def test_the_kustomizations_use_only_features_of_old_kustomize() -> None:
+    """kubectl 1.20 (Debian's kubernetes-client) embeds kustomize v2.0.3: no components, labels, replacements,
+    or patches with targets."""
+    allowed = {
+        "apiVersion",
+        "kind",
+        "resources",
+        "namespace",
+        "commonLabels",
+        "commonAnnotations",
+        "configMapGenerator",
+        "secretGenerator",
+        "patchesStrategicMerge",
+        "images",
+    }
+    files = sorted(KUBE.rglob("kustomization.yaml"))
+    assert len(files) == 1 + len(OVERLAYS)
+    for path in files:
+        fields = set(yaml.safe_load(path.read_text()))
+        assert fields <= allowed, f"{path.relative_to(ROOT)}: {sorted(fields - allowed)}"
+
+
+@pytest.mark.parametrize(("overlay", "replicas"), OVERLAYS.items())
+def test_the_statefulset_contract(rendered: dict[str, list[Obj]], overlay: str, replicas: int) -> None:
+    objects = rendered[f"overlays/{overlay}"]
+    sts = _one(objects, "StatefulSet", "specman")
+    spec = sts["spec"]
+    assert spec["replicas"] == replicas
+    pod = spec["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == 30
+    assert pod["enableServiceLinks"] is False  # no SPECMAN_*_PORT variables from Services
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 10001
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    anti = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert anti[0]["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+
+    container = _container(sts, "specman")
+    assert container["args"][0] == "serve"
+    assert container["ports"] == [{"name": "https", "containerPort": 8443, "protocol": "TCP"}]
+    for probe, path in (("startupProbe", "/healthz"), ("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        get = container[probe]["httpGet"]
+        assert (get["path"], get["port"], get["scheme"]) == (path, "https", "HTTPS"), probe
+    security = container["securityContext"]
+    assert security["runAsNonRoot"] is True
+    assert security["runAsUser"] == 10001
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+    resources = container["resources"]
+    for key in ("cpu", "memory"):
+        assert key in resources["requests"]
+        assert key in resources["limits"]
+    assert _mebibytes(resources["limits"]["memory"]) >= 2 * 210  # benchmarks: peak Σ RSS of main + 2 workers
+
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert mounts["/var/lib/specman"] == "data"
+    assert "emptyDir" in volumes[mounts["/tmp"]]
+    assert volumes[mounts["/etc/specman/registry"]]["secret"]["secretName"] == REGISTRY_SECRET
+    assert "subPath" not in str(container["volumeMounts"])  # a subPath mount would never see a rotated Secret
+
+    env = _env(container)
+    config = _config_map(objects, "specman-config")
+    assert env["SPECMAN_SOURCE"]["valueFrom"]["configMapKeyRef"] == {
+        "name": config["metadata"]["name"],
+        "key": "source",
+    }
+    assert env["SPECMAN_INTERVAL"]["valueFrom"]["configMapKeyRef"]["name"] == config["metadata"]["name"]
+    assert config["data"]["source"].endswith("/" + REPO)
+    assert env["SPECMAN_DATA_DIR"]["value"] == "/var/lib/specman"
+    assert env["SPECMAN_PASSWORD_FILE"]["value"] == "/etc/specman/registry/password"
+    assert env["SPECMAN_USERNAME"]["valueFrom"]["secretKeyRef"]["name"] == REGISTRY_SECRET
+    assert env["TMPDIR"]["value"] == "/tmp"
+    assert "SPECMAN_PASSWORD" not in env  # the password stays in the file
+    if overlay == "single":
+        assert "SPECMAN_TLS_CERT" not in env  # the generated private CA
+    else:
+        assert env["SPECMAN_TLS_CERT"]["value"] == "/etc/specman/tls/tls.crt"
+        assert env["SPECMAN_TLS_KEY"]["value"] == "/etc/specman/tls/tls.key"
+        tls = volumes[mounts["/etc/specman/tls"]]["secret"]
+        assert tls["secretName"] == "specman-tls"
+        assert {item["key"] for item in tls["items"]} == {"tls.crt", "tls.key"}
+
+    (claim,) = spec["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "data"
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "10Gi"
+    assert "storageClassName" not in claim["spec"]
+
+
+def _mebibytes(quantity: str) -> float:
+    number, unit = re.fullmatch(r"(\d+)(Mi|Gi)", quantity).groups()  # type: ignore[union-attr]
+    return int(number) * (1024 if unit == "Gi" else 1)
+
+
+def test_services_pdb_console_and_network_policy(rendered: dict[str, list[Obj]]) -> None:
+    objects = rendered["overlays/single"]
+    sts = _one(objects, "StatefulSet", "specman")
+    labels = sts["spec"]["template"]["metadata"]["labels"]
+
+    service = _one(objects, "Service", "specman-service")
+    assert service["spec"]["ports"] == [{"name": "https", "port": 8443, "targetPort": "https", "protocol": "TCP"}]
+    assert service["spec"]["selector"].items() <= labels.items()
+    headless = _one(objects, "Service", sts["spec"]["serviceName"])
+    assert headless["spec"]["clusterIP"] == "None"
+
+    pdb = _one(objects, "PodDisruptionBudget", "specman")
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+
+    console = _one(objects, "Deployment", "specman-console")
+    assert console["spec"]["replicas"] == 1
+    assert console["spec"]["strategy"]["type"] == "Recreate"
+    container = _container(console, "console")
+    assert container["args"][0] == "console"
+    assert container["ports"][0]["containerPort"] == 8444
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    env = _env(container)
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in console["spec"]["template"]["spec"]["volumes"]}
+    data = volumes[mounts[env["SPECMAN_DATA_DIR"]["value"]]]
+    claim = _one(objects, "PersistentVolumeClaim", data["persistentVolumeClaim"]["claimName"])
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    secrets = volumes[mounts["/etc/specman-console"]]["secret"]
+    assert {item["path"] for item in secrets["items"]} == {"admin-password", "service-token"}
+    assert env["SPECMAN_ADMIN_PASSWORD_FILE"]["value"] == "/etc/specman-console/admin-password"
+    assert env["SPECMAN_SERVICE_TOKEN_FILE"]["value"] == "/etc/specman-console/service-token"
+    console_service = _one(objects, "Service", "specman-console")
+    assert console_service["spec"]["ports"][0]["port"] == 8444
+
+    policy = _one(objects, "NetworkPolicy", "specman")
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert [p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]] == [8443]
+    egress_ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]}
+    assert 53 in egress_ports
+    console_policy = _one(objects, "NetworkPolicy", "specman-console")
+    assert [p["port"] for rule in console_policy["spec"]["ingress"] for p in rule["ports"]] == [8444]
+
+
+# -- the Dockerfile ----------------------------------------------------------------------------------------------
+
+
+def _dockerfile_stages() -> list[list[tuple[str, str]]]:
+    """The Dockerfile as stages of (INSTRUCTION, arguments), continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text())
+    stages: list[list[tuple[str, str]]] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        instruction, _, args = line.partition(" ")
+        instruction = instruction.upper()
+        if instruction == "FROM":
+            stages.append([])
+        if stages:
+            stages[-1].append((instruction, args.strip()))
+    return stages
+
+
+def test_the_dockerfile_contract() -> None:
+    stages = _dockerfile_stages()
+    assert len(stages) >= 2, "multi-stage"
+    builder, final = stages[0], stages[-1]
+    assert any(i == "RUN" and "uv sync --locked" in a and "--no-dev" in a for i, a in builder)
+    # the venv moves between stages unchanged: both stages must use the same Python image
+    assert builder[0][1].split()[0] == final[0][1].split()[0]
+    final_text = "\n".join(f"{i} {a}" for i, a in final)
+    for tool in ("uv ", "pip install", "apt-get install", "gcc", "build-essential", "curl", "wget"):
+        assert tool not in final_text, f"{tool!r} in the final stage"
+    assert not [a for i, a in final if i == "COPY" and "--from" not in a and not a.startswith("deploy/docker/")]
+    users = [a for i, a in final if i == "USER"]
+    assert users
+    assert users[-1].split(":")[0] == "10001"
+    assert [a for i, a in final if i == "ENTRYPOINT"] == ['["specman"]']
+    assert [a for i, a in final if i == "CMD"][-1].startswith('["serve"')
+    (healthcheck,) = [a for i, a in final if i == "HEALTHCHECK"]
+    assert "python" in healthcheck
+    assert "/healthz" in (ROOT / "deploy/docker/healthcheck.py").read_text()
+    # everything COPY takes from the context is let through by .dockerignore
+    allowed = [
+        line[1:].rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines() if line.startswith("!")
+    ]
+    for stage in stages:
+        for instruction, args in stage:
+            if instruction != "COPY" or "--from" in args:
+                continue
+            for source in shlex.split(args)[:-1]:
+                source = source.rstrip("/")
+                assert any(source == a or source.startswith(a + "/") for a in allowed), f"{source} is ignored"
+                assert (ROOT / source).exists(), source
+
+
+# -- replicas as the StatefulSet runs them ---------------------------------------------------------------------
+
+
+def _container_env(
+    objects: list[Obj], container: Obj, secrets: Mapping[str, Mapping[str, str]], paths: Mapping[str, Path]
+) -> dict[str, str]:
+    """The container's environment as the kubelet would build it (ConfigMap and Secret keys resolved; optional
+    keys of missing Secrets left out), with each mount path replaced by its local directory."""
+    config_maps = {o["metadata"]["name"]: o.get("data", {}) for o in objects if o["kind"] == "ConfigMap"}
+    env: dict[str, str] = {}
+    for entry in container.get("env", []):
+        if "value" in entry:
+            value = entry["value"]
+        elif "configMapKeyRef" in entry["valueFrom"]:
+            ref = entry["valueFrom"]["configMapKeyRef"]
+            value = config_maps[ref["name"]][ref["key"]]
+        else:
+            ref = entry["valueFrom"]["secretKeyRef"]
+            if ref["key"] not in secrets.get(ref["name"], {}):
+                assert ref.get("optional") is True, f"{entry['name']}: Secret {ref['name']} is required"
+                continue
+            value = secrets[ref["name"]][ref["key"]]
+        for mount, local in sorted(paths.items(), key=lambda item: -len(item[0])):
+            if value == mount or value.startswith(mount + "/"):
+                value = str(local) + value[len(mount) :]
+                break
+        env[entry["name"]] = value
+    return env
+
+
+def _mount_volumes(pod: Obj, container: Obj, root: Path, secrets: Mapping[str, Mapping[str, str]]) -> dict[str, Path]:
+    """A local directory for each of the container's mounts; Secret volumes filled as the kubelet fills them."""
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    paths: dict[str, Path] = {}
+    for mount in container["volumeMounts"]:
+        local = root / mount["name"]
+        local.mkdir(parents=True, exist_ok=True)
+        secret = volumes.get(mount["name"], {}).get("secret")
+        if secret is not None:
+            data = secrets[secret["secretName"]]
+            for item in secret.get("items") or [{"key": key, "path": key} for key in data]:
+                (local / item["path"]).write_text(data[item["key"]] + "\n")
+        paths[mount["mountPath"]] = local
+    return paths
+
+
+def _push(registry: Registry, tag: str, files: Mapping[str, bytes], work: Path) -> str:
+    archive = work / f"push-{uuid.uuid4().hex[:8]}" / "manifests.tgz"
+    archive.parent.mkdir(parents=True)
+    archive.write_bytes(make_tar(Entry(f"./{path}", data=data) for path, data in sorted(files.items())))
+    options = RegistryOptions(username=registry.username, password=registry.password, plain_http=True)
+    repo = open_repository(parse_reference(f"{registry.host}/{REPO}"), options)
+    try:
+        return str(push_artifact(repo, archive, tag).digest)
+    finally:
+        repo.close()
+
+
+def _status(replica: ServeProcess) -> Obj:
+    with replica.client() as client:
+        response = client.get("/_specman/status")
+    assert response.status_code == 200, response.text
+    result: Obj = response.json()
+    return result
+
+
+def _wait_for(what: str, check: Callable[[], bool], replicas: list[ServeProcess]) -> None:
+    deadline = time.monotonic() + WAIT
+    while not check():
+        for replica in replicas:
+            assert replica.running, f"a replica exited:\n{replica.log_tail()}"
+        if time.monotonic() > deadline:
+            logs = "\n\n".join(r.log_tail(15) for r in replicas)
+            pytest.fail(f"replicas did not converge on {what} within {WAIT} s:\n{logs}")
+        time.sleep(0.1)
+
+
+def _converged(replicas: list[ServeProcess], digests: Mapping[str, str]) -> Callable[[], bool]:
+    def check() -> bool:
+        return all(_status(r)["tags"] == digests for r in replicas)
+
+    return check
+
+
+def _same_bytes_everywhere(replicas: list[ServeProcess], paths: list[str]) -> dict[str, bytes]:
+    served: dict[str, bytes] = {}
+    for path in paths:
+        answers = []
+        for replica in replicas:
+            with replica.client() as client:
+                response = client.get(path)
+            assert response.status_code == 200, (replica.base, path, response.status_code)
+            answers.append((response.content, response.headers["etag"], response.headers["content-type"]))
+        assert len(set(answers)) == 1, f"{path}: replicas differ: {[(len(b), e, t) for b, e, t in answers]}"
+        served[path] = answers[0][0]
+        etag = answers[0][1]
+        for replica in replicas:  # each replica's ETag is valid on the others (a client moving between pods)
+            with replica.client() as client:
+                assert client.get(path, headers={"If-None-Match": etag}).status_code == 304
+    return served
+
+
+@pytest.fixture
+def replicas(
+    rendered: dict[str, list[Obj]],
+    registry_factory: RegistryFactory,
+    serve_factory: ServeFactory,
+    certs: Certs,
+    tmp_path: Path,
+) -> tuple[Registry, list[ServeProcess]]:
+    """overlays/ha's three replicas: one certificate (the Secret specman-tls) for all, each its own data dir."""
+    objects = rendered["overlays/ha"]
+    sts = _one(objects, "StatefulSet", "specman")
+    assert sts["spec"]["replicas"] == 3
+    pod = sts["spec"]["template"]["spec"]
+    container = _container(sts, "specman")
+    assert container["args"] == ["serve"]  # everything else comes from the environment
+
+    registry = registry_factory("htpasswd", tls=False, users={"robot": ROBOT_PASSWORD})
+    secrets = {
+        REGISTRY_SECRET: {"username": "robot", "password": ROBOT_PASSWORD},
+        "specman-tls": {"tls.crt": certs.server_cert.read_text(), "tls.key": certs.server_key.read_text()},
+    }
+    started: list[ServeProcess] = []
+    for index in range(sts["spec"]["replicas"]):
+        paths = _mount_volumes(pod, container, tmp_path / f"specman-{index}", secrets)
+        env = _container_env(objects, container, secrets, paths)
+        assert env["SPECMAN_USERNAME"] == "robot"
+        assert Path(env["SPECMAN_PASSWORD_FILE"]).read_text() == ROBOT_PASSWORD + "\n"
+        assert Path(env["SPECMAN_TLS_CERT"]).is_file()
+        env.update(SPECMAN_SOURCE=f"{registry.host}/{REPO}", SPECMAN_PLAIN_HTTP="1", SPECMAN_INTERVAL="1s")
+        process = serve_factory(
+            container["args"][1:],
+            Path(env["SPECMAN_DATA_DIR"]),
+            env=env,
+            workers=int(env["SPECMAN_WORKERS"]),
+            ca=certs.ca_cert,
+            wait=False,
+        )
+        started.append(process)
+    for process in started:
+        process.wait_healthy(WAIT)
+    return registry, started
+
+
+def test_three_replicas_converge_on_the_registry(
+    replicas: tuple[Registry, list[ServeProcess]], certs: Certs, wrong_ca: Path, tmp_path: Path
+) -> None:
+    registry, servers = replicas
+    first = {
+        "cloud-types/index.json": b'{"schemaVersion": 1, "clouds": []}\n',
+        "packs/a.json": b'{"name": "a", "version": 1}\n',
+        "packs/shared.json": b"from 4.5.13\n" * 100,
+    }
+    second = {"packs/b.json": b'{"name": "b"}\n', "packs/shared.json": b"from 4.5.15\n" * 90}
+    digests = {
+        "4.5.13": _push(registry, "4.5.13", first, tmp_path),
+        "4.5.15": _push(registry, "4.5.15", second, tmp_path),
+    }
+    _wait_for("4.5.13 + 4.5.15", _converged(servers, digests), servers)
+    paths = ["/cloud-types/index.json", "/packs/a.json", "/packs/b.json", "/packs/shared.json"]
+    served = _same_bytes_everywhere(servers, paths)
+    assert served["/packs/shared.json"] == second["packs/shared.json"]  # the later version wins everywhere
+    for replica in servers:
+        with replica.client() as client:
+            assert client.get("/readyz").status_code == 200
+        assert _status(replica)["source"].endswith(REPO)
+
+    third = {"packs/shared.json": b"from 0.0.0\n", "packs/c.json": b'{"name": "c"}\n'}
+    digests["0.0.0"] = _push(registry, "0.0.0", third, tmp_path)
+    # 4.5.16 moves past 4.5.15: a new tag whose files win the merge
+    fourth = {"packs/shared.json": b"from 4.5.16\n" * 3, "packs/a.json": b'{"name": "a", "version": 2}\n'}
+    digests["4.5.16"] = _push(registry, "4.5.16", fourth, tmp_path)
+    _wait_for("a new tag", _converged(servers, digests), servers)
+    served = _same_bytes_everywhere(servers, [*paths, "/packs/c.json", "/_specman/versions/0.0.0/packs/shared.json"])
+    assert served["/packs/shared.json"] == fourth["packs/shared.json"]
+    assert served["/packs/a.json"] == fourth["packs/a.json"]
+    assert served["/_specman/versions/0.0.0/packs/shared.json"] == third["packs/shared.json"]
+    for replica in servers:  # no secret in any log
+        assert ROBOT_PASSWORD not in replica.log_text()
+    _check_image_healthcheck(servers, certs, wrong_ca, tmp_path)
+
+
+def _check_image_healthcheck(servers: list[ServeProcess], certs: Certs, wrong_ca: Path, tmp_path: Path) -> None:
+    """deploy/docker/healthcheck.py (the Dockerfile's HEALTHCHECK) with a replica's SPECMAN_* variables."""
+    replica = servers[0]
+    script = ROOT / "deploy/docker/healthcheck.py"
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SPECMAN_")}
+    env = {**base, "SPECMAN_DATA_DIR": str(replica.data_dir), "SPECMAN_LISTEN": f"0.0.0.0:{replica.port}"}
+
+    def healthcheck(**extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(script)], env={**env, **extra}, capture_output=True, text=True, timeout=60, check=False
+        )
+
+    # the operator's certificate (overlays/tls, overlays/ha): the server answers
+    ok = healthcheck(SPECMAN_TLS_CERT=str(certs.server_cert))
+    assert ok.returncode == 0, ok.stderr
+    # the generated CA (overlays/single): verified against DATA/tls/ca.crt as localhost; another CA fails
+    for ca, code in ((certs.ca_cert, 0), (wrong_ca, 1)):
+        data = tmp_path / f"healthcheck-{code}"
+        (data / "tls").mkdir(parents=True)
+        shutil.copy(ca, data / "tls" / "ca.crt")
+        result = healthcheck(SPECMAN_DATA_DIR=str(data))
+        assert result.returncode == code, result.stderr
+    assert "certificate" in result.stderr.lower()
+    replica.stop()
+    down = healthcheck(SPECMAN_TLS_CERT=str(certs.server_cert))
+    assert down.returncode == 1
