@@ -15,6 +15,7 @@ instead of 30 s so the test does not wait for it. Waits are bounded polls; nothi
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import shlex
@@ -84,12 +85,6 @@ def _one(objects: list[Obj], kind: str, name: str) -> Obj:
     return found[0]
 
 
-def _config_map(objects: list[Obj], prefix: str) -> Obj:
-    found = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith(prefix + "-")]
-    assert len(found) == 1
-    return found[0]
-
-
 def _container(workload: Obj, name: str) -> Obj:
     containers = {c["name"]: c for c in workload["spec"]["template"]["spec"]["containers"]}
     return containers[name]
@@ -126,6 +121,7 @@ def test_the_kustomizations_use_only_features_of_old_kustomize() -> None:
         "commonLabels",
         "commonAnnotations",
         "configMapGenerator",
+        "generatorOptions",
         "secretGenerator",
         "patchesStrategicMerge",
         "images",
@@ -179,13 +175,14 @@ def test_the_statefulset_contract(rendered: dict[str, list[Obj]], overlay: str, 
     assert "subPath" not in str(container["volumeMounts"])  # a subPath mount would never see a rotated Secret
 
     env = _env(container)
-    config = _config_map(objects, "specman-config")
-    assert env["SPECMAN_SOURCE"]["valueFrom"]["configMapKeyRef"] == {
-        "name": config["metadata"]["name"],
-        "key": "source",
-    }
-    assert env["SPECMAN_INTERVAL"]["valueFrom"]["configMapKeyRef"]["name"] == config["metadata"]["name"]
+    # source and interval: files of the ConfigMap volume, read before every sync (no restart on a change); a
+    # stable name (no hash suffix), or an edit would roll the pods instead of reaching the mounted files
+    config = _one(objects, "ConfigMap", "specman-config")
+    assert volumes[mounts[env["SPECMAN_CONFIG_DIR"]["value"]]]["configMap"] == {"name": "specman-config"}
     assert config["data"]["source"].endswith("/" + REPO)
+    assert config["data"]["interval"] == "30s"
+    assert "SPECMAN_SOURCE" not in env
+    assert "SPECMAN_INTERVAL" not in env
     assert env["SPECMAN_DATA_DIR"]["value"] == "/var/lib/specman"
     assert env["SPECMAN_PASSWORD_FILE"]["value"] == "/etc/specman/registry/password"
     assert env["SPECMAN_USERNAME"]["valueFrom"]["secretKeyRef"]["name"] == REGISTRY_SECRET
@@ -339,18 +336,26 @@ def _container_env(
     return env
 
 
-def _mount_volumes(pod: Obj, container: Obj, root: Path, secrets: Mapping[str, Mapping[str, str]]) -> dict[str, Path]:
-    """A local directory for each of the container's mounts; Secret volumes filled as the kubelet fills them."""
+def _mount_volumes(
+    objects: list[Obj], pod: Obj, container: Obj, root: Path, secrets: Mapping[str, Mapping[str, str]]
+) -> dict[str, Path]:
+    """A local directory for each of the container's mounts; Secret and ConfigMap volumes filled as the kubelet
+    fills them (one file per key, or per listed item)."""
+    config_maps = {o["metadata"]["name"]: o.get("data", {}) for o in objects if o["kind"] == "ConfigMap"}
     volumes = {v["name"]: v for v in pod["volumes"]}
     paths: dict[str, Path] = {}
     for mount in container["volumeMounts"]:
         local = root / mount["name"]
         local.mkdir(parents=True, exist_ok=True)
-        secret = volumes.get(mount["name"], {}).get("secret")
-        if secret is not None:
-            data = secrets[secret["secretName"]]
-            for item in secret.get("items") or [{"key": key, "path": key} for key in data]:
-                (local / item["path"]).write_text(data[item["key"]] + "\n")
+        volume = volumes.get(mount["name"], {})
+        data: Mapping[str, str] | None = None
+        if "secret" in volume:
+            data, items = secrets[volume["secret"]["secretName"]], volume["secret"].get("items")
+        elif "configMap" in volume:
+            data, items = config_maps[volume["configMap"]["name"]], volume["configMap"].get("items")
+        if data is not None:
+            for item in items or [{"key": key, "path": key} for key in data]:
+                (local / item["path"]).write_text(data[item["key"]])
         paths[mount["mountPath"]] = local
     return paths
 
@@ -420,7 +425,7 @@ def replicas(
     tmp_path: Path,
 ) -> tuple[Registry, list[ServeProcess]]:
     """overlays/ha's three replicas: one certificate (the Secret specman-tls) for all, each its own data dir."""
-    objects = rendered["overlays/ha"]
+    objects = copy.deepcopy(rendered["overlays/ha"])
     sts = _one(objects, "StatefulSet", "specman")
     assert sts["spec"]["replicas"] == 3
     pod = sts["spec"]["template"]["spec"]
@@ -428,18 +433,21 @@ def replicas(
     assert container["args"] == ["serve"]  # everything else comes from the environment
 
     registry = registry_factory("htpasswd", tls=False, users={"robot": ROBOT_PASSWORD})
+    # the operator's ConfigMap: the local registry over plain http, a short interval so the test need not wait
+    config = _one(objects, "ConfigMap", "specman-config")["data"]
+    config.update({"source": f"{registry.host}/{REPO}", "interval": "1s", "plain-http": "true"})
     secrets = {
         REGISTRY_SECRET: {"username": "robot", "password": ROBOT_PASSWORD},
         "specman-tls": {"tls.crt": certs.server_cert.read_text(), "tls.key": certs.server_key.read_text()},
     }
     started: list[ServeProcess] = []
     for index in range(sts["spec"]["replicas"]):
-        paths = _mount_volumes(pod, container, tmp_path / f"specman-{index}", secrets)
+        paths = _mount_volumes(objects, pod, container, tmp_path / f"specman-{index}", secrets)
         env = _container_env(objects, container, secrets, paths)
         assert env["SPECMAN_USERNAME"] == "robot"
-        assert Path(env["SPECMAN_PASSWORD_FILE"]).read_text() == ROBOT_PASSWORD + "\n"
+        assert Path(env["SPECMAN_PASSWORD_FILE"]).read_text() == ROBOT_PASSWORD
         assert Path(env["SPECMAN_TLS_CERT"]).is_file()
-        env.update(SPECMAN_SOURCE=f"{registry.host}/{REPO}", SPECMAN_PLAIN_HTTP="1", SPECMAN_INTERVAL="1s")
+        assert (Path(env["SPECMAN_CONFIG_DIR"]) / "source").read_text() == config["source"]
         process = serve_factory(
             container["args"][1:],
             Path(env["SPECMAN_DATA_DIR"]),
@@ -475,7 +483,8 @@ def test_three_replicas_converge_on_the_registry(
     for replica in servers:
         with replica.client() as client:
             assert client.get("/readyz").status_code == 200
-        assert _status(replica)["source"].endswith(REPO)
+        # with --config-dir the status names the directory, not the repository it holds (reported in issue 7)
+        assert _status(replica)["source"] == f"config-dir:{replica.data_dir.parent / 'config'}"
 
     third = {"packs/shared.json": b"from 0.0.0\n", "packs/c.json": b'{"name": "c"}\n'}
     digests["0.0.0"] = _push(registry, "0.0.0", third, tmp_path)
