@@ -112,10 +112,12 @@ def test_every_object_validates_against_the_kubernetes_schemas(rendered: dict[st
 
 def test_the_kustomizations_use_only_features_of_old_kustomize() -> None:
     """kubectl 1.20 (Debian's kubernetes-client) embeds kustomize v2.0.3: no components, labels, replacements,
-    or patches with targets."""
+    or patches with targets, and a directory (another kustomization) only under ``bases``, never ``resources``
+    (checked by hand with Debian's kubectl 1.20: "'../../base' must be a file")."""
     allowed = {
         "apiVersion",
         "kind",
+        "bases",
         "resources",
         "namespace",
         "commonLabels",
@@ -129,8 +131,13 @@ def test_the_kustomizations_use_only_features_of_old_kustomize() -> None:
     files = sorted(KUBE.rglob("kustomization.yaml"))
     assert len(files) == 1 + len(OVERLAYS)
     for path in files:
-        fields = set(yaml.safe_load(path.read_text()))
+        kustomization = yaml.safe_load(path.read_text())
+        fields = set(kustomization)
         assert fields <= allowed, f"{path.relative_to(ROOT)}: {sorted(fields - allowed)}"
+        for resource in kustomization.get("resources", []):
+            assert (path.parent / resource).is_file(), f"{path.relative_to(ROOT)}: {resource} belongs under bases"
+        for base in kustomization.get("bases", []):
+            assert (path.parent / base / "kustomization.yaml").is_file(), f"{path.relative_to(ROOT)}: {base}"
 
 
 @pytest.mark.parametrize(("overlay", "replicas"), OVERLAYS.items())
