@@ -44,7 +44,8 @@ def server_options(default_listen: str, workers_help: str) -> Callable[[F], F]:
             "tls_sans",
             multiple=True,
             metavar="NAME",
-            help="Extra SAN (DNS name or IP) for the generated certificate.",
+            envvar="SPECMAN_TLS_SAN",
+            help="Extra SAN (DNS name or IP) for the generated certificate (repeatable; SPECMAN_TLS_SAN: spaces).",
         ),
         click.option(
             "--workers",
