@@ -161,7 +161,10 @@ class RunDir:
                         except (ValueError, KeyError, TypeError):
                             log.warning("Ignoring a malformed notify message from a worker")
                             continue
-                        on_events(events)
+                        try:
+                            on_events(events)
+                        except Exception:  # a bug must not end the reader: notifications would stop for good
+                            log.exception("Handling a notification failed")
 
         thread = threading.Thread(target=pump, name="specman-notify", daemon=True)
         thread.start()
