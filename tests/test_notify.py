@@ -10,7 +10,6 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from specman.sync.trigger import Trigger
 from specman.tls import DEFAULT_SANS, ensure_certificates
 from tests.conftest import RegistryFactory, ServeFactory
 from tests.fixtures.registry import Registry, free_port
+from tests.fixtures.serve import poll
 from tests.test_sync import FAST_RETRY, push_tree, sync
 
 REPO = "spectro-packs/spectro-manifests/manifest"
@@ -254,15 +254,6 @@ def test_password_file_read_again_after_refusal(tls_registry: Registry, tmp_path
 # -- end to end: docker-registry (token auth) → notifications over HTTPS → specman serve --------------------
 
 
-def _poll(check: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.02)
-    return check()
-
-
 def test_push_is_served_after_notification(
     registry_factory: RegistryFactory, serve_factory: ServeFactory, certs: object, tmp_path: Path
 ) -> None:
@@ -300,12 +291,12 @@ def test_push_is_served_after_notification(
         extra_args=["--interval", "1h", "--notify-token-file", str(tmp_path / "token")],
     )
     with server.client() as client:
-        assert _poll(lambda: client.get("/readyz").status_code == 200)
+        assert poll(lambda: client.get("/readyz").status_code == 200)
         assert client.get("/shared.json").text == "4.5.15"  # merged: the later version wins
         runs_before = client.get("/_specman/status").json()["sync"]["runs"]
 
         push_tree(repo, "0.0.0", {"0.0.0/new.json": "pushed now"}, tmp_path)  # the interval is 1 h: only a notify
-        assert _poll(lambda: client.get("/0.0.0/new.json").status_code == 200), server.log_tail()
+        assert poll(lambda: client.get("/0.0.0/new.json").status_code == 200), server.log_tail()
         assert client.get("/0.0.0/new.json").text == "pushed now"
         assert client.get("/4.5.13/version.json").text == "4.5.13"
 
@@ -345,7 +336,7 @@ def test_bad_notifications_trigger_nothing(serve_factory: ServeFactory, tmp_path
     )
     notify, bearer = "/_specman/notify", {"Authorization": f"Bearer {TOKEN}"}
     with server.client() as client:
-        assert _poll(lambda: (client.get("/_specman/status").json()["sync"] or {}).get("runs") == 1)
+        assert poll(lambda: (client.get("/_specman/status").json()["sync"] or {}).get("runs") == 1)
         answers = [
             client.post(notify, json={"events": [_event()]}).status_code,
             client.post(notify, json={"events": [_event()]}, headers={"Authorization": "Bearer nope"}).status_code,
@@ -358,4 +349,4 @@ def test_bad_notifications_trigger_nothing(serve_factory: ServeFactory, tmp_path
         time.sleep(0.5)  # a wrongly triggered sync would start at once
         assert client.get("/_specman/status").json()["sync"]["runs"] == 1
         assert client.post(notify, json={"events": [_event()]}, headers=bearer).status_code == 202
-        assert _poll(lambda: client.get("/_specman/status").json()["sync"]["runs"] >= 2)
+        assert poll(lambda: client.get("/_specman/status").json()["sync"]["runs"] >= 2)

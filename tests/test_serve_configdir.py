@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from specman.oci import RegistryOptions, open_repository, parse_reference
 from tests.conftest import ServeFactory
 from tests.fixtures.registry import Registry
+from tests.fixtures.serve import poll
 from tests.test_cli import one_line_error, run
 from tests.test_sync import push_tree
-
-
-def _poll(check: Callable[[], bool], timeout: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return check()
 
 
 def _fill(registry: Registry, name: str, marker: str, work: Path) -> str:
@@ -51,15 +41,15 @@ def test_config_dir_is_followed_without_a_restart(
         ["--config-dir", str(config), "--plain-http"], tmp_path / "data", extra_args=["--interval", "1h"]
     )
     with server.client() as client:
-        assert _poll(lambda: client.get("/where.txt").text == "first"), server.log_tail()
+        assert poll(lambda: client.get("/where.txt").text == "first"), server.log_tail()
         _set(config, "source", second)  # the interval from the file (300 ms), not --interval 1h, brings it in
-        assert _poll(lambda: client.get("/where.txt").text == "second"), server.log_tail()
+        assert poll(lambda: client.get("/where.txt").text == "second"), server.log_tail()
         assert client.get("/_specman/status").json()["sync"]["source"] == second
 
         runs = client.get("/_specman/status").json()["sync"]["runs"]
         _set(config, "source", "Not A Reference::")  # a bad edit: logged, ignored, the last good source stays
         _set(config, "interval", "soon")
-        assert _poll(lambda: client.get("/_specman/status").json()["sync"]["runs"] >= runs + 3)
+        assert poll(lambda: client.get("/_specman/status").json()["sync"]["runs"] >= runs + 3)
         assert client.get("/where.txt").text == "second"
         assert client.get("/_specman/status").json()["sync"]["state"] == "ok"
     log = server.log_text()

@@ -7,8 +7,6 @@ what it has when the console is down.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,19 +16,11 @@ from specman.oci.reference import DEFAULT_REPOSITORY
 from tests.conftest import RegistryFactory, ServeFactory
 from tests.fixtures.console import ConsoleProcess, start_console
 from tests.fixtures.registry import Registry
+from tests.fixtures.serve import poll
 from tests.test_cli import one_line_error, run
 from tests.test_sync import push_tree
 
 SERVICE_TOKEN = "svc-Token-for-serve-9"
-
-
-def _poll(check: Callable[[], bool], timeout: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return check()
 
 
 def _fill(registry: Registry, tag: str, marker: str, work: Path) -> None:
@@ -79,7 +69,7 @@ def test_serve_follows_the_console(
     args += ["--console-ca-file", str(console.ca)]
     server = serve_factory(args, tmp_path / "data", extra_args=["--interval", "1s"])
     with server.client() as client:
-        assert _poll(lambda: client.get("/where.txt").text == "first registry"), server.log_tail()
+        assert poll(lambda: client.get("/where.txt").text == "first registry"), server.log_tail()
         status = client.get("/_specman/status").json()
         assert status["source"] == f"console:{console.base}"
         assert status["sync"]["source"] == f"{first.host}/{DEFAULT_REPOSITORY}"
@@ -87,22 +77,22 @@ def test_serve_follows_the_console(
         # the operator points the console at another registry: followed at the next sync, no restart
         with console.client(admin) as c:
             assert c.put(f"/v1/registries/oci/{uid}", json=_registry_body(second)).status_code in (200, 204)
-        assert _poll(lambda: client.get("/where.txt").text == "second registry"), server.log_tail()
+        assert poll(lambda: client.get("/where.txt").text == "second registry"), server.log_tail()
         assert set(client.get("/_specman/status").json()["tags"]) == {"4.5.15"}
 
         # wrong credentials in the console: the sync fails with the registry's reason, the view stays
         with console.client(admin) as c:
             c.put(f"/v1/registries/oci/{uid}", json=_registry_body(second, password="wrong-Password-1"))
-        assert _poll(lambda: "unauthorized" in (client.get("/_specman/status").json()["sync"]["last_error"] or ""))
+        assert poll(lambda: "unauthorized" in (client.get("/_specman/status").json()["sync"]["last_error"] or ""))
         assert client.get("/where.txt").text == "second registry"
 
         # the console goes away: serving goes on from disk, the last good registry keeps being synced
         with console.client(admin) as c:
             c.put(f"/v1/registries/oci/{uid}", json=_registry_body(second))
-        assert _poll(lambda: client.get("/_specman/status").json()["sync"]["state"] == "ok")
+        assert poll(lambda: client.get("/_specman/status").json()["sync"]["state"] == "ok")
         console.stop()
         _fill(second, "4.6.0", "pushed while the console is down", tmp_path)
-        assert _poll(lambda: client.get("/where.txt").text == "pushed while the console is down"), server.log_tail()
+        assert poll(lambda: client.get("/where.txt").text == "pushed while the console is down"), server.log_tail()
         assert client.get("/readyz").status_code == 200
 
     log = server.log_text()
