@@ -309,7 +309,9 @@ def test_kill9_during_sync_then_restart(versions: Versions, tmp_path: Path) -> N
             server.kill9()  # what may be left of the killed process group
         kind = "main process" if alone else "process group"
         outcomes.append(f"round {number} ({needle}+{spread}, {kind}): {view.name}{' (sync done)' if finished else ''}")
-        if view is versions.b and number < len(KILL_POINTS):  # B is complete: start over from A for the next kill
+        # every round kills a sync from A to B, so start over from A: a round killed after B's versions were
+        # stored but before they were published would leave the next sync nothing to download (no "Stored" line)
+        if number < len(KILL_POINTS):
             shutil.rmtree(data)
             _copy_data(versions.data_a, data)
     print("\n".join(outcomes))
