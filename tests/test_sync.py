@@ -6,6 +6,10 @@ import io
 import json
 import logging
 import re
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,7 +35,7 @@ from specman.sync import Backoff, SyncResult, TagFilter, reconcile_once
 from tests.fixtures.archives import Entry, make_tar
 from tests.fixtures.oci import push_artifact as raw_push
 from tests.fixtures.oci import push_manifest, registry_client
-from tests.fixtures.registry import Registry
+from tests.fixtures.registry import Registry, free_port
 from tests.test_cli import one_line_error, run
 
 FAST_RETRY = RetryPolicy(attempts=2, timeout=5, wait_initial=0.05, wait_max=0.1, wait_jitter=0.05)
@@ -319,3 +323,29 @@ def test_cli_usage_errors(args: list[str], message: str, tmp_path: Path) -> None
 
 def test_library_logger_name() -> None:
     assert logging.getLogger("specman.sync").name == "specman.sync"
+
+
+def test_sigterm_ends_a_retrying_sync_at_its_next_failure(tmp_path: Path) -> None:
+    """``specman sync`` (the loop) against a registry nobody answers for: SIGTERM during its back-offs stops it at
+    the next failed attempt, not after all of them (5 attempts with waits up to 10 s)."""
+    source = f"127.0.0.1:{free_port()}/nobody/listens"
+    log_file = tmp_path / "sync.log"
+    with log_file.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "specman", "sync", source, "--plain-http", "--data-dir", str(tmp_path / "d")],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while "retrying in" not in log_file.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "retrying in" in log_file.read_text()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+    text = log_file.read_text()
+    assert "retry 4" not in text  # the retries ended with the signal (the exact count depends on timing)
+    assert 'msg="Sync failed"' in text and "ListTagsFailed" in text

@@ -26,6 +26,7 @@ import click
 
 from specman.errors import SyncError, UsageError
 from specman.oci import RemoteRepository
+from specman.oci.http import stop_retrying
 from specman.oci.reference import DEFAULT_REPOSITORY
 from specman.runtime import AppConfig, RunDir, SyncStatus
 from specman.store import Store
@@ -136,6 +137,7 @@ def serve(
                 finally:
                     served.set()
                     log.info("Stopping")
+                    stop_retrying()  # a reconcile in progress ends at its next failure, not after its back-offs
                     stop.set()
                     wake.set()
                     syncer.join()

@@ -24,7 +24,7 @@ from specman.cli import _limits, _options, open_source, registry_options, with_e
 from specman.console.client import ConsoleClient
 from specman.errors import SpecmanError, UsageError
 from specman.oci import Repository
-from specman.oci.http import TLSOptions
+from specman.oci.http import TLSOptions, stop_retrying
 from specman.store import Store
 from specman.sync import SyncResult, TagFilter, reconcile_once, run_loop
 from specman.sync.configdir import ConfigDir
@@ -58,6 +58,7 @@ def stop_on_signals() -> Iterator[threading.Event]:
     stop = threading.Event()
 
     def handler(signum: int, _frame: FrameType | None) -> None:
+        stop_retrying()  # a reconcile in progress ends at its next failure, not after its back-offs
         stop.set()
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}

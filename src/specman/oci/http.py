@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import ssl
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -48,6 +49,7 @@ __all__ = [
     "map_transport_errors",
     "raise_for_registry_error",
     "send",
+    "stop_retrying",
 ]
 
 USER_AGENT = f"specman/{__version__}"
@@ -167,11 +169,20 @@ def _log_retry(details: stamina.instrumentation.RetryDetails) -> None:
 stamina.instrumentation.set_on_retry_hooks([_log_retry])
 
 
+_STOPPING = threading.Event()
+
+
+def stop_retrying() -> None:
+    """The process is stopping: from now on a failed request is not retried (also in a retry loop under way),
+    so a sync against an unreachable registry ends at its next failure instead of after all its back-offs."""
+    _STOPPING.set()
+
+
 def _backoff_hook(exc: Exception) -> bool | float:
-    if isinstance(exc, _RetryableStatus):
+    if isinstance(exc, _RetryableStatus):  # never raised once stopping (``send`` returns the response then)
         delay = retry_after_seconds(exc.response)
         return delay if delay is not None else True
-    return isinstance(exc, TransportError)
+    return isinstance(exc, TransportError) and not _STOPPING.is_set()
 
 
 def send(
@@ -202,7 +213,7 @@ def send(
         with attempt:
             with map_transport_errors(host):
                 response = client.send(request, stream=True)
-            if response.status_code in RETRY_STATUSES and attempt.num < attempts:
+            if response.status_code in RETRY_STATUSES and attempt.num < attempts and not _STOPPING.is_set():
                 response.close()
                 raise _RetryableStatus(response)
             if not stream:
