@@ -1,19 +1,13 @@
-"""CA certificates given as PEM text in request bodies: checked on input, handed to the OCI client as a file.
+"""CA certificates given as PEM text in request bodies, checked on input (``pem_problem``).
 
-``specman.oci.http.TLSOptions`` (the one TLS setup of specman) takes a CA *file*; ``ca_file(pem)`` writes the PEM to
-a private temporary file for the duration of one operation and removes it afterwards.
+They reach the OCI client as text: ``specman.oci.http.TLSOptions(ca_data=...)``, the one TLS setup of specman.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 from cryptography import x509
 
-__all__ = ["ca_file", "pem_problem"]
+__all__ = ["pem_problem"]
 
 
 def pem_problem(text: str) -> str | None:
@@ -25,18 +19,3 @@ def pem_problem(text: str) -> str | None:
     except ValueError:
         return "must be PEM certificates (-----BEGIN CERTIFICATE-----)"
     return None if certs else "holds no certificate"
-
-
-@contextmanager
-def ca_file(pem: str) -> Iterator[str | None]:
-    """A path to a file holding ``pem`` (None when ``pem`` is empty), removed when the block ends."""
-    if not pem.strip():
-        yield None
-        return
-    fd, path = tempfile.mkstemp(prefix="specman-ca-", suffix=".pem")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(pem)
-        yield path
-    finally:
-        os.unlink(path)

@@ -27,7 +27,6 @@ from typing import Any, Final
 
 import httpx
 
-from specman.console.cafile import ca_file
 from specman.console.cloudtypes import INDEX_PATH, DataFileError, validate_index, validate_items
 from specman.console.storage import RunState, Storage
 from specman.errors import SpecmanError
@@ -79,14 +78,15 @@ def fetch_cloud_data(source: ScarSource, kind: str) -> dict[str, list[dict[str, 
     """Every cloud's ``kind`` entries from ``source``, validated; raises ``SpecmanError`` on any problem."""
     base = source.endpoint.rstrip("/")
     auth = httpx.BasicAuth(source.username, source.password) if source.username or source.password else None
-    with ca_file(source.ca_cert) as ca:
-        tls = TLSOptions(plain_http=base.startswith("http://"), insecure=source.insecure, ca_file=ca)
-        with make_client(tls, auth=auth, timeout=30.0) as client:
-            entries = validate_index(_get_json(client, base, INDEX_PATH))
-            data: dict[str, list[dict[str, Any]]] = {}
-            for entry in entries:
-                path = entry.files[kind]
-                data[entry.cloud] = validate_items(kind, _get_json(client, base, path), path, entry.counts[kind])
+    tls = TLSOptions(
+        plain_http=base.startswith("http://"), insecure=source.insecure, ca_data=source.ca_cert.strip() or None
+    )
+    with make_client(tls, auth=auth, timeout=30.0) as client:
+        entries = validate_index(_get_json(client, base, INDEX_PATH))
+        data: dict[str, list[dict[str, Any]]] = {}
+        for entry in entries:
+            path = entry.files[kind]
+            data[entry.cloud] = validate_items(kind, _get_json(client, base, path), path, entry.counts[kind])
     return data
 
 

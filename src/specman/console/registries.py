@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Final
 
-from specman.console.cafile import ca_file
 from specman.errors import (
     AuthenticationError,
     AuthorizationError,
@@ -159,20 +158,19 @@ def check_registry(target: RegistryTarget) -> list[Check]:
     checks = [Check("endpoint", True, f"{'http' if plain else 'https'}://{host}")]
     credentials = Credentials(target.username, target.password) if target.username or target.password else None
     try:
-        with ca_file(target.ca_cert) as ca:
-            tls = TLSOptions(plain_http=plain, insecure=target.insecure, ca_file=ca)
-            with RegistryClient(host, tls=tls, auth=RegistryAuth(credentials), retry=_RETRY, timeout=10.0) as client:
-                failed = _ping(client, host, plain, target.insecure, later)
-                if failed is not None:
-                    return [*checks, *failed]
-                message = "accepted" if credentials else "anonymous access allowed"
-                checks += [
-                    Check("reachable", True, f"{host} speaks the registry API"),
-                    _tls_ok(plain, target.insecure),
-                    Check("credentials", True, message),
-                ]
-                return _repository(client, checks) if target.contains_spectro_manifests else checks
-    except TransportError as exc:  # the CA file could not be loaded
+        tls = TLSOptions(plain_http=plain, insecure=target.insecure, ca_data=target.ca_cert.strip() or None)
+        with RegistryClient(host, tls=tls, auth=RegistryAuth(credentials), retry=_RETRY, timeout=10.0) as client:
+            failed = _ping(client, host, plain, target.insecure, later)
+            if failed is not None:
+                return [*checks, *failed]
+            message = "accepted" if credentials else "anonymous access allowed"
+            checks += [
+                Check("reachable", True, f"{host} speaks the registry API"),
+                _tls_ok(plain, target.insecure),
+                Check("credentials", True, message),
+            ]
+            return _repository(client, checks) if target.contains_spectro_manifests else checks
+    except TransportError as exc:  # the CA certificate could not be loaded
         return [
             *checks,
             Check("tls", False, str(exc)),
