@@ -17,7 +17,7 @@ import pytest
 from specman.samples import bundled_manifests, tree_digest
 from tests.fixtures.registry import Registry
 
-COMMANDS = ["push", "pull", "extract", "tags", "login", "logout", "quickstart", "sync"]
+COMMANDS = ["push", "pull", "extract", "tags", "login", "logout", "quickstart", "sync", "migrate"]
 
 
 def run(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -186,10 +186,19 @@ def test_registry_down_is_one_line(tmp_path: Path) -> None:
 
 
 def test_quickstart(tmp_path: Path) -> None:
-    proc = run("quickstart", "--work-dir", str(tmp_path / "qs"), "--listen", "127.0.0.1:0")
+    """The README's first command: console + serve + the whole migration of the bundled samples, on loopback."""
+    work = tmp_path / "qs"
+    proc = run("quickstart", "--work-dir", str(work), "--listen", "127.0.0.1:0", "--console-listen", "127.0.0.1:0")
     assert proc.returncode == 0, proc.stderr
-    assert "Verified 105 files over HTTPS: identical to the source" in proc.stderr
+    assert "Parity proof: 105 files, " in proc.stderr
+    assert "identical over HTTPS" in proc.stderr
+    assert "Migration complete:" in proc.stderr
+    assert "syncCloudInstanceTypesData: succeeded" in proc.stderr
+    assert "syncCloudStorageTypesData: succeeded" in proc.stderr
     for line in ("Syncing with OCI repo", "tags[0.0.0]", "Downloading 0.0.0", "Persisting 0.0.0", "Sync finished"):
         assert f'level=info msg="{line}' in proc.stderr, line
-    assert (tmp_path / "qs" / "data" / "tls" / "ca.crt").is_file()  # --work-dir is kept
+    assert (work / "serve" / "tls" / "ca.crt").is_file()  # --work-dir is kept
+    secret = (work / "secrets" / "console-admin-password").read_text().strip()
+    assert (work / "secrets" / "console-admin-password").stat().st_mode & 0o077 == 0
+    assert secret not in proc.stderr + proc.stdout  # the generated password is never shown
     assert proc.stdout.strip().startswith("sha256:")

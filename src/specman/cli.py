@@ -396,5 +396,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 from specman.console_command import console  # noqa: E402  (registers the command)
+from specman.migrate_command import migrate  # noqa: E402  (registers the command)
 
 cli.add_command(console)
+cli.add_command(migrate)

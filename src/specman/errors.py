@@ -22,6 +22,7 @@ the boundary where they enter (see ``specman.oci.http.map_transport_errors``), s
     ├── CredentialsError        docker config / credential helper problems
     ├── StoreError              the data directory: in use by another specman, disk full, damaged state
     ├── ConsoleError            the console's system API refused a request or answered nonsense (carries status)
+    ├── MigrationError          ``migrate`` stopped: a preflight check, the parity proof or the jobs did not hold
     └── SyncError               a reconcile could not run (carries reason and whether a retry can fix it)
 
 The CLI maps ``UsageError`` to exit 2 and every other ``SpecmanError`` to exit 1.
@@ -39,6 +40,7 @@ __all__ = [
     "CredentialsError",
     "DigestMismatchError",
     "LimitExceededError",
+    "MigrationError",
     "NotFoundError",
     "ProtocolError",
     "RateLimitedError",
@@ -141,6 +143,10 @@ class ConsoleError(SpecmanError):
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class MigrationError(SpecmanError):
+    """``specman migrate`` stopped; the message says at which step and what was left (or put back) as it was."""
 
 
 class StoreError(SpecmanError):

@@ -1,20 +1,23 @@
-"""``specman quickstart``: the main job on the embedded default, with nothing to prepare.
+"""``specman quickstart``: the whole migration on the embedded default, with nothing to prepare.
 
-1. push the bundled sample manifests (or ``--source``) to an OCI image layout in a work directory — the
-   embedded default registry — as ``manifests.tgz``, exactly as ``specman push`` does;
-2. start ``specman serve`` on that layout (a real child process: sync loop + HTTPS with a private CA generated
-   into the data directory), its log lines shown as they come;
-3. wait until it is ready, then fetch every source file over HTTPS, verifying the server certificate against the
-   generated CA, and compare each body's sha256 with the source;
-4. print the URLs and ``curl`` lines to try, and keep serving until Ctrl-C — or stop at once (``--exit-after
-   0``, the default when stdout is not a terminal), or after ``--exit-after`` seconds.
+Everything runs on 127.0.0.1 in a work directory:
+
+1. an OCI image layout — the embedded default registry (or ``--to`` a real registry, with the common options);
+2. ``specman console`` (SQLite, its own CA, a generated admin password in a 0600 file) and ``specman serve``
+   syncing that repository (HTTPS with its own CA, a generated notification token) — real child processes whose
+   log lines are shown as they come;
+3. ``specman migrate`` of the bundled sample manifests (or ``--source``): preflight, push, wait until served,
+   the parity proof over HTTPS, the switch of the console's SCAR to specman and both sync jobs;
+4. the URLs and ``curl`` lines to try; it keeps serving until Ctrl-C — or stops at once (``--exit-after 0``, the
+   default when stdout is not a terminal), or after ``--exit-after`` seconds.
 
 The work directory (a temp dir unless ``--work-dir``) is removed at the end unless it was given.
 """
 
 from __future__ import annotations
 
-import hashlib
+import os
+import secrets
 import shutil
 import signal
 import socket
@@ -22,18 +25,25 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import quote
+from typing import Any
 
 import click
 import httpx
 
-from specman.errors import ContentError, SpecmanError
-from specman.oci import open_target, push_artifact
+from specman.cli import _options, connection_options
+from specman.console.client import ConsoleClient
+from specman.errors import SpecmanError, UsageError
+from specman.migrate.endpoint import SpecmanEndpoint
+from specman.migrate.run import MigrationPlan
+from specman.migrate.source import DirectorySource
+from specman.migrate_command import run_migration
+from specman.oci import open_target
+from specman.oci.http import TLSOptions
 from specman.oci.reference import DEFAULT_REPOSITORY
 from specman.oci.repository import RegistryOptions
-from specman.samples import bundled_manifests, tree_digest
+from specman.samples import bundled_manifests
 from specman.ui import UI
 from specman.web import parse_listen
 
@@ -57,71 +67,88 @@ def _free_port(host: str) -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait_ready(client: httpx.Client, ca: Path, server: subprocess.Popen[bytes]) -> None:
-    """Until ``/readyz`` answers 200 over HTTPS verified with the generated CA (written before serve listens)."""
+def _pick_port(ui: UI, listen: str, what: str) -> tuple[str, int]:
+    host, port = parse_listen(listen, any_port=True)
+    if port == 0:
+        return host, _free_port(host)
+    if not _port_free(host, port):
+        free = _free_port(host)
+        ui.status(f"{listen} is in use: {what} on {host}:{free} instead")
+        return host, free
+    return host, port
+
+
+def _secret(path: Path) -> str:
+    value = secrets.token_urlsafe(24)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+    return value
+
+
+def _url(host: str, port: int) -> str:
+    return f"https://{host if ':' not in host else f'[{host}]'}:{port}"
+
+
+def _wait_healthy(name: str, url: str, ca: Path, proc: subprocess.Popen[bytes]) -> None:
+    """Until ``url``/healthz answers over HTTPS verified with the CA the process generated."""
     deadline = time.monotonic() + _READY_TIMEOUT
     while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SpecmanError(f"specman serve exited with code {server.returncode} (its log is above)")
-        try:
-            if ca.exists() and client.get("/readyz").status_code == 200:
-                return
-        except (httpx.TransportError, OSError):
-            pass  # not listening yet
+        if proc.poll() is not None:
+            raise SpecmanError(f"{name} exited with code {proc.returncode} (its log is above)")
+        if ca.exists():
+            try:
+                with httpx.Client(verify=str(ca), trust_env=False, timeout=5) as client:
+                    if client.get(url + "/healthz").status_code == 200:
+                        return
+            except (httpx.TransportError, OSError):
+                pass  # not listening yet
         time.sleep(0.1)
-    raise SpecmanError(f"specman serve was not ready within {_READY_TIMEOUT:.0f} s (its log is above)")
+    raise SpecmanError(f"{name} did not answer within {_READY_TIMEOUT:.0f} s (its log is above)")
 
 
-def _verify(client: httpx.Client, source: Path, expected: dict[str, str], ui: UI) -> None:
-    """Every source file served with the same sha256, fetched 8 at a time; one error naming what differs."""
-    total = sum((source / path).stat().st_size for path in expected)
-    with ui.progress() as start, ThreadPoolExecutor(8, thread_name_prefix="specman-verify") as pool:
-        advance = start("verify over HTTPS", total)
-
-        def fetch(path: str) -> tuple[str, str | None]:
-            digest = hashlib.sha256()
-            with client.stream("GET", "/" + quote(path)) as response:
-                if response.status_code != 200:
-                    return path, None
-                for chunk in response.iter_bytes():
-                    digest.update(chunk)
-                    advance(len(chunk))
-            return path, digest.hexdigest()
-
-        missing, different = [], []
-        for path, actual in pool.map(fetch, sorted(expected)):
-            if actual is None:
-                missing.append(path)
-            elif actual != expected[path]:
-                different.append(path)
-    if missing or different:
-        first = (missing + different)[0]
-        raise ContentError(
-            f"verification failed: {len(missing)} missing, {len(different)} different over HTTPS (first: {first})"
-        )
-
-
-def _stop(server: subprocess.Popen[bytes]) -> None:
-    if server.poll() is None:
-        server.send_signal(signal.SIGTERM)
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
         try:
-            server.wait(30)
+            proc.wait(30)
         except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+            proc.kill()
+            proc.wait()
+
+
+def _registry_env(options: RegistryOptions, target_host: str | None) -> tuple[list[str], dict[str, str]]:
+    """The arguments and environment that give ``specman serve`` the registry options of ``--to`` (a password
+    travels in the child's environment, never on its command line)."""
+    if options.oci_layout:
+        return ["--oci-layout"], {}
+    args: list[str] = []
+    if options.plain_http:
+        args.append("--plain-http")
+    if options.insecure:
+        args.append("--insecure")
+    if options.ca_file:
+        args += ["--ca-file", str(Path(options.ca_file).resolve())]
+    env: dict[str, str] = {}
+    creds = options.credentials_for(target_host) if target_host else None
+    if creds and creds.username and creds.password:
+        env = {"SPECMAN_USERNAME": creds.username, "SPECMAN_PASSWORD": creds.password}
+    return args, env
 
 
 @click.command()
 @click.option(
     "--source",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Directory to publish (default: the bundled sample manifests).",
+    help="Directory to migrate (default: the bundled sample manifests).",
 )
+@click.option("--to", "ref", envvar="SPECMAN_TO", help="A real registry repository (default: a local OCI layout).")
 @click.option(
     "--work-dir",
     envvar="SPECMAN_WORK_DIR",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Where the OCI layout and the data dir go (default: a temp dir, removed at the end).",
+    help="Where the layout, the data dirs and the secrets go (default: a temp dir, removed at the end).",
 )
 @click.option("--tag", default="0.0.0", show_default=True, envvar="SPECMAN_TAG", help="Tag to push.")
 @click.option(
@@ -129,82 +156,147 @@ def _stop(server: subprocess.Popen[bytes]) -> None:
     default="127.0.0.1:8443",
     show_default=True,
     envvar="SPECMAN_LISTEN",
-    help="Where to serve (port 0, or a busy port: any free port).",
+    help="Where specman serves (port 0, or a busy port: any free port).",
 )
+@click.option("--console-listen", default="127.0.0.1:8444", show_default=True, help="Where the console listens.")
 @click.option(
     "--exit-after",
     type=float,
     default=None,
     envvar="SPECMAN_EXIT_AFTER",
-    help="Stop serving this many seconds after the verification (0: at once). "
+    help="Stop serving this many seconds after the migration (0: at once). "
     "Default: serve until Ctrl-C on a terminal, stop at once otherwise.",
 )
+@connection_options
 @click.pass_obj
-def quickstart(
-    ui: UI, source: Path | None, work_dir: Path | None, tag: str, listen: str, exit_after: float | None
-) -> None:
-    """Push the sample manifests to a local OCI layout, sync and serve them over HTTPS, and verify every file."""
+def quickstart(ui: UI, /, **kw: Any) -> None:
+    """Migrate the sample manifests to a local registry with a local console and specman, proving every file."""
+    exit_after: float | None = kw["exit_after"]
     if exit_after is not None and exit_after < 0:
         raise click.BadParameter("must be 0 or more", param_hint="--exit-after")
-    host, port = parse_listen(listen, any_port=True)
-    if port == 0:
-        port = _free_port(host)
-    elif not _port_free(host, port):
-        port = _free_port(host)
-        ui.status(f"{listen} is in use: serving on {host}:{port} instead")
-    source = source or bundled_manifests()
-    keep = work_dir is not None
-    work = work_dir or Path(tempfile.mkdtemp(prefix="specman-quickstart-"))
+    kw["oci_layout"] = kw["ref"] is None
+    options = _options(kw)
+    host, port = _pick_port(ui, kw["listen"], "serving")
+    chost, cport = _pick_port(ui, kw["console_listen"], "the console")
+    if (chost, cport) == (host, port):
+        raise UsageError("--listen and --console-listen must differ")
+    source: Path = kw["source"] or bundled_manifests()
+    keep = kw["work_dir"] is not None
+    work: Path = (kw["work_dir"] or Path(tempfile.mkdtemp(prefix="specman-quickstart-"))).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    layout, data = work / "registry" / DEFAULT_REPOSITORY, work / "data"
+    procs: list[subprocess.Popen[bytes]] = []
     try:
-        started = time.monotonic()
-        expected = tree_digest(source)
-        ui.status(f"Source: {source} ({len(expected)} files)")
-        target = open_target(f"{layout}:{tag}", RegistryOptions(oci_layout=True), create_layout=True)
-        with ui.progress() as start:
-            pushed = push_artifact(target.repository, source, tag, start_progress=start)
-        ui.status(f"Pushed {target.repository.display}:{tag} digest {pushed.digest}")
-        base = f"https://{host if ':' not in host else f'[{host}]'}:{port}"
-        command = [sys.executable, "-m", "specman", "serve", str(layout), "--oci-layout", "--data-dir", str(data)]
-        command += ["--listen", f"{host}:{port}", "--interval", "10s"]
-        ui.status(f"Starting specman serve on {base} (data dir {data})")
-        server = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+        repo = str(work / "registry" / DEFAULT_REPOSITORY) if kw["ref"] is None else kw["ref"]
+        target = open_target(
+            f"{repo}:{kw['tag']}" if ":" not in repo.rsplit("/", 1)[-1] else repo,
+            options,
+            create_layout=options.oci_layout,
+        )
+        reference = target.reference
+        repo_arg = repo if reference is None else f"{reference.registry}/{reference.repository}"
+        reg_args, reg_env = _registry_env(options, reference.api_host if reference else None)
+        console_pw, notify_token = work / "secrets" / "console-admin-password", work / "secrets" / "notify-token"
+        password = _secret(console_pw)
+        token = _secret(notify_token)
+        base, console_base = _url(host, port), _url(chost, cport)
+
+        def start(name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "specman", *args], stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})}
+            )
+            procs.append(proc)
+            return proc
+
+        ui.status(f"Starting the console on {console_base} (data dir {work / 'console'})")
+        console_proc = start(
+            "console",
+            [
+                "console",
+                "--data-dir",
+                str(work / "console"),
+                "--listen",
+                f"{chost}:{cport}",
+                "--admin-password-file",
+                str(console_pw),
+            ],
+        )
+        ui.status(f"Starting specman serve on {base} (data dir {work / 'serve'})")
+        serve_proc = start(
+            "serve",
+            [
+                "serve",
+                repo_arg,
+                *reg_args,
+                "--data-dir",
+                str(work / "serve"),
+                "--listen",
+                f"{host}:{port}",
+                "--interval",
+                "10s",
+                "--notify-token-file",
+                str(notify_token),
+            ],
+            reg_env,
+        )
+        ca, console_ca = work / "serve" / "tls" / "ca.crt", work / "console" / "tls" / "ca.crt"
+        _wait_healthy("specman console", console_base, console_ca, console_proc)
+        _wait_healthy("specman serve", base, ca, serve_proc)
+        plan = MigrationPlan(
+            source=DirectorySource(source),
+            target=target,
+            registry=options,
+            console=ConsoleClient(console_base, tls=TLSOptions(ca_file=str(console_ca))),
+            console_user="admin",
+            console_password=password,
+            specman=SpecmanEndpoint(base, ca_file=str(ca)),
+            tag=target.tag or kw["tag"],
+            work_dir=work / "migrate",
+            notify_token=token,
+            timeout=120.0,
+        )
+        (work / "migrate").mkdir(exist_ok=True)
         try:
-            ca = data / "tls" / "ca.crt"
-            while not ca.exists() and server.poll() is None and time.monotonic() - started < _READY_TIMEOUT:
-                time.sleep(0.05)
-            if not ca.exists():
-                _wait_ready(httpx.Client(), ca, server)  # says why: serve exited, or the time ran out
-            with httpx.Client(base_url=base, verify=str(ca), trust_env=False, timeout=30) as client:
-                _wait_ready(client, ca, server)
-                _verify(client, source, expected, ui)
-            elapsed = time.monotonic() - started
-            ui.status(f"Verified {len(expected)} files over HTTPS: identical to the source ({elapsed:.2f} s)")
-            ui.result(pushed.digest)
-            _linger(ui, server, base, ca, expected, exit_after)
+            summary = run_migration(plan, ui)
         finally:
-            _stop(server)
+            plan.console.close()
+            plan.specman.close()
+            target.repository.close()
+        ui.result(str(summary.get("digest")))
+        _linger(ui, serve_proc, base, ca, console_base, console_pw, exit_after)
     finally:
+        for proc in reversed(procs):
+            _stop(proc)
         if not keep:
             shutil.rmtree(work, ignore_errors=True)
 
 
 def _linger(
-    ui: UI, server: subprocess.Popen[bytes], base: str, ca: Path, files: dict[str, str], exit_after: float | None
+    ui: UI,
+    server: subprocess.Popen[bytes],
+    base: str,
+    ca: Path,
+    console: str,
+    console_pw: Path,
+    exit_after: float | None,
 ) -> None:
     """Keep serving (until Ctrl-C, or ``exit_after`` seconds) and say what to try meanwhile."""
     if exit_after is None:
         exit_after = float("inf") if sys.stdout.isatty() else 0.0
     if exit_after == 0:
         return
-    sample = next((p for p in sorted(files) if p.endswith("index.json")), sorted(files)[0])
-    ui.status("Try it (another terminal):")
-    ui.status(f"  curl --cacert {ca} {base}/{quote(sample)}")
-    ui.status(f"  curl -k {base}/            # the merged view, as an index")
-    ui.status(f"  curl -k {base}/_specman/status")
-    ui.status(f"  curl -k {base}/metrics")
-    ui.status("Ctrl-C stops the server." if exit_after == float("inf") else f"Stopping in {exit_after:g} s.")
+    say: Callable[[str], None] = ui.status
+    say("Try it (another terminal):")
+    say(f"  curl --cacert {ca} {base}/cloud-types/index.json")
+    say(f"  curl -k {base}/            # the merged view, as an index")
+    say(f"  curl -k {base}/_specman/status")
+    say(f"  curl -k {base}/metrics")
+    say(f"  console: {console} (user admin, password in {console_pw}):")
+    say(
+        f'    TOKEN=$(jq -n --rawfile p {console_pw} \'{{username: "admin", password: ($p | rtrimstr("\\n"))}}\' |'
+        f" curl -sk {console}/v1/auth/syslogin -H 'Content-Type: application/json' -d @- | jq -r .Authorization)"
+    )
+    say(f'    curl -k -H "Authorization: Bearer $TOKEN" {console}/v1/system/config/scar')
+    say("Ctrl-C stops everything." if exit_after == float("inf") else f"Stopping in {exit_after:g} s.")
     try:
         server.wait(None if exit_after == float("inf") else exit_after)
     except subprocess.TimeoutExpired:

@@ -1,4 +1,4 @@
-"""A client of the console's system API, for specman's own tools (``serve --console``, later ``migrate``).
+"""A client of the console's system API, for specman's own tools (``serve --console``, ``migrate``).
 
 It builds its ``httpx.Client`` with ``specman.oci.http`` (one TLS setup, one transport-error mapping) and turns
 every refusal into a one-line ``ConsoleError``.  Tokens are read from their file at each request, so a rotated
@@ -19,6 +19,7 @@ from specman.oci.http import TLSOptions, make_client, map_transport_errors
 __all__ = ["ConsoleClient", "SpectroSource"]
 
 SOURCE_PATH = "/v1/system/specman/source"
+LOGIN_PATH = "/v1/auth/syslogin"
 
 
 @dataclass(frozen=True)
@@ -48,21 +49,34 @@ def _text(obj: dict[str, Any], key: str, *, required: bool = True) -> str:
 
 
 class ConsoleClient:
-    """``base_url`` of the console; ``token_file`` holds the service token (first line)."""
+    """``base_url`` of the console.  Requests carry the service token read from ``token_file`` (first line), or the
+    session token of ``login`` (the system administrator, as the documentation's script logs in)."""
 
-    def __init__(self, base_url: str, *, token_file: Path, tls: TLSOptions | None = None, timeout: float = 10.0):
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token_file: Path | None = None,
+        tls: TLSOptions | None = None,
+        timeout: float = 10.0,
+    ):
         url = httpx.URL(base_url)
-        if url.scheme not in ("http", "https") or not url.host:
-            raise UsageError(f"--console {base_url!r}: expected https://HOST[:PORT]")
+        if url.scheme not in ("http", "https") or not url.host or url.path not in ("", "/"):
+            raise UsageError(f"console URL {base_url!r}: expected https://HOST[:PORT]")
         self.base_url = str(url).rstrip("/")
         self.host = url.netloc.decode("ascii")
         self.token_file = token_file
+        self._session: str | None = None
         self.http = make_client(tls or TLSOptions(), timeout=timeout)
 
     def close(self) -> None:
         self.http.close()
 
     def _token(self) -> str:
+        if self._session is not None:
+            return self._session
+        if self.token_file is None:
+            raise ConsoleError(f"console {self.host}: not logged in")
         try:
             lines = self.token_file.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as exc:
@@ -71,26 +85,44 @@ class ConsoleClient:
             raise ConsoleError(f"the console token file {self.token_file} is empty")
         return lines[0].strip()
 
-    def get_json(self, path: str) -> dict[str, Any]:
-        """GET ``path`` with the token; the JSON object it answers, or ``ConsoleError`` in one line."""
-        headers = {"Authorization": f"Bearer {self._token()}", "Accept": "application/json"}
+    def request(self, method: str, path: str, *, body: Any = None, auth: bool = True) -> Any:
+        """``method path`` (with the token unless ``auth`` is false); the JSON answer (``None`` for an empty
+        one), or ``ConsoleError`` in one line naming the console's own message."""
+        headers = {"Accept": "application/json"}
+        if auth:
+            headers["Authorization"] = f"Bearer {self._token()}"
         with map_transport_errors(self.host):
-            response = self.http.get(self.base_url + path, headers=headers)
+            response = self.http.request(method, self.base_url + path, headers=headers, json=body)
         if response.status_code >= 400:
             try:
                 detail = response.json().get("message") or response.reason_phrase
             except (ValueError, AttributeError):
                 detail = response.reason_phrase
             raise ConsoleError(
-                f"console {self.host}: {path}: HTTP {response.status_code}: {detail}", status=response.status_code
+                f"console {self.host}: {method} {path.split('?')[0]}: HTTP {response.status_code}: {detail}",
+                status=response.status_code,
             )
+        if not response.content:
+            return None
         try:
-            body = response.json()
+            return response.json()
         except ValueError:
             raise ConsoleError(f"console {self.host}: {path}: the answer is not JSON") from None
+
+    def get_json(self, path: str) -> dict[str, Any]:
+        """GET ``path`` with the token; the JSON object it answers, or ``ConsoleError`` in one line."""
+        body = self.request("GET", path)
         if not isinstance(body, dict):
             raise ConsoleError(f"console {self.host}: {path}: the answer is not a JSON object")
         return body
+
+    def login(self, username: str, password: str) -> None:
+        """``POST /v1/auth/syslogin``: later requests carry the session token (never shown, never logged)."""
+        body = self.request("POST", LOGIN_PATH, body={"username": username, "password": password}, auth=False)
+        token = body.get("Authorization") if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token:
+            raise ConsoleError(f"console {self.host}: {LOGIN_PATH}: no Authorization token in the answer")
+        self._session = token
 
     def spectro_source(self) -> SpectroSource:
         """The "Contains Spectro Manifests" registry (404 from the console: none is marked)."""

@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 from specman.archive import ExtractLimits, ExtractResult, extract_archive, extract_into, pack_to_file
-from specman.errors import ContentError, CorruptArchiveError, UsageError
+from specman.errors import ContentError, CorruptArchiveError, NotFoundError, UsageError
 from specman.oci.blob import Progress, download_to
 from specman.oci.manifest import (
     ANNOTATION_TITLE,
@@ -45,6 +45,7 @@ class PushResult:
     layer: Descriptor
     uploaded: bool
     files: int | None = None
+    reused: bool = False  # the reference already named this very content: nothing was pushed
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,12 @@ def push_artifact(
     created: datetime | None = None,
     start_progress: StartProgress | None = None,
     tmp_dir: Path | None = None,
+    reuse: bool = False,
 ) -> PushResult:
-    """Push ``source`` (a directory, packed as ``manifests.tgz``, or a file pushed as is) to ``reference``."""
+    """Push ``source`` (a directory, packed as ``manifests.tgz``, or a file pushed as is) to ``reference``.
+
+    With ``reuse``, a directory whose archive is the single layer of what ``reference`` names already is not
+    pushed again (its manifest differs only by the creation time): the existing digest is returned."""
     start = start_progress or (lambda _label, _total: _noop)
     if not source.exists():
         raise UsageError(f"source {source} does not exist")
@@ -84,6 +89,9 @@ def push_artifact(
             packed = pack_to_file(source, archive, mtime=mtime)
             files = packed.files
             layer = Descriptor(OCI_LAYER_TAR, packed.digest, packed.size, {ANNOTATION_TITLE: ARCHIVE_NAME})
+            existing = _existing_artifact(repo, reference, layer) if reuse else None
+            if existing is not None:
+                return PushResult(existing.digest, existing.raw, layer, False, files, reused=True)
             uploaded = repo.push_blob(layer, archive, progress=start(f"push {ARCHIVE_NAME}", layer.size))
         else:  # one pass over the file: hashed while it is sent
             progress = start(f"push {source.name}", source.stat().st_size)
@@ -94,6 +102,17 @@ def push_artifact(
         manifest = build_oras_manifest([layer], config=config, created=created)
         digest = repo.push_manifest(reference, manifest, OCI_MANIFEST)
     return PushResult(digest, manifest, layer, uploaded, files)
+
+
+def _existing_artifact(repo: Repository, reference: str, layer: Descriptor) -> Manifest | None:
+    """What ``reference`` names, when it is an artifact of exactly ``layer`` (else, or when absent, None)."""
+    try:
+        manifest = resolve_image_manifest(repo, reference)
+    except (NotFoundError, ContentError):
+        return None
+    if len(manifest.layers) == 1 and manifest.layers[0].digest == layer.digest and repo.blob_exists(layer):
+        return manifest
+    return None
 
 
 def resolve_image_manifest(repo: Repository, reference: str) -> Manifest:

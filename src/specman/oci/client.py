@@ -9,6 +9,7 @@ checked), blobs (HEAD; GET streamed through a verifying, resuming ``BlobReader``
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,14 @@ from typing import Any
 
 import httpx
 
-from specman.errors import AuthenticationError, ContentError, DigestMismatchError, NotFoundError, ProtocolError
+from specman.errors import (
+    AuthenticationError,
+    ContentError,
+    DigestMismatchError,
+    NotFoundError,
+    ProtocolError,
+    SpecmanError,
+)
 from specman.oci.auth import RegistryAuth
 from specman.oci.blob import BlobReader, Progress
 from specman.oci.credentials import Credentials
@@ -281,6 +289,17 @@ class RemoteRepository:
         from specman.oci.upload import upload_blob
 
         return upload_blob(self, desc, source, progress=progress, mount_from=mount_from)
+
+    def check_push(self) -> None:
+        """Whether this client may push here, without pushing: start a blob upload and cancel it (as
+        ``docker push`` would start, with a push-scoped token).  Raises the registry's refusal."""
+        what = f"{self.display}: push check"
+        response = self.client.request("POST", f"/v2/{self.name}/blobs/uploads/", what=what, ok=(202,), retry=True)
+        location = response.headers.get("Location")
+        if location:
+            # cancel it; a registry that cannot is fine: it expires unfinished uploads
+            with contextlib.suppress(SpecmanError):
+                self.client.request("DELETE", str(response.url.join(location)), what=what, ok=(204, 404, 405))
 
     def push_file(
         self,

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from specman.errors import ContentError, DigestMismatchError, NotFoundError, UsageError
+from specman.errors import ContentError, DigestMismatchError, NotFoundError, StoreError, UsageError
 from specman.files import atomic_write
 from specman.oci.blob import BlobReader, Progress
 from specman.oci.manifest import ANNOTATION_REF_NAME, OCI_INDEX, Descriptor, Manifest, parse_manifest
@@ -77,6 +77,12 @@ class LayoutRepository:
 
     def close(self) -> None:
         pass
+
+    def check_push(self) -> None:
+        """Whether blobs and the index can be written here."""
+        for path in (self.root / "blobs" / "sha256", self.root):
+            if not os.access(path, os.W_OK | os.X_OK):
+                raise StoreError(f"{self.display}: {path} is not writable")
 
     # -- helpers -----------------------------------------------------------------------------------------
     def _blob_path(self, digest: str) -> Path:

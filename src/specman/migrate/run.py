@@ -1,0 +1,334 @@
+"""``Migration``: the whole SCAR → OCI move, checked at every step, undone when the switch does not hold.
+
+    preflight ─▶ push ─▶ register ─▶ served ─▶ parity ─▶ switch ─▶ jobs ─┬─▶ done
+    (no change)  (skipped if     (console,   (notify,   (stop here  (PUT    │
+                  REF has it)     validated)  wait)      on a diff)  scar)   └─▶ rollback: the previous SCAR back
+
+Nothing is changed before every preflight check passed; nothing the clusters read (the SCAR endpoint) is changed
+before the parity proof held; after the switch, a failed job puts the previous SCAR configuration back (unless
+``rollback`` is off) and says so.  ``summary`` records what happened at each step, with durations, for the
+terminal and for ``--json``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from specman.console.client import ConsoleClient
+from specman.console.registries import SPECTRO_REPOSITORY
+from specman.errors import MigrationError, SpecmanError
+from specman.migrate.consoleops import (
+    JOBS,
+    JobResult,
+    ScarConfig,
+    precheck_registry,
+    register_registry,
+    registry_body,
+    restore_scar,
+    run_job,
+    switch_scar,
+)
+from specman.migrate.endpoint import SpecmanEndpoint
+from specman.migrate.parity import prove_parity
+from specman.migrate.preflight import Preflight, disk_needed, free_bytes, same_source
+from specman.migrate.source import Source, UrlSource
+from specman.oci import push_artifact
+from specman.oci.client import RemoteRepository
+from specman.oci.repository import RegistryOptions, Target
+from specman.ui import UI
+
+__all__ = ["Migration", "MigrationPlan"]
+
+
+@dataclass
+class MigrationPlan:
+    source: Source
+    target: Target
+    registry: RegistryOptions
+    console: ConsoleClient
+    console_user: str
+    console_password: str = field(repr=False)
+    specman: SpecmanEndpoint
+    tag: str
+    work_dir: Path
+    notify_token: str | None = field(default=None, repr=False)
+    scar_password: str | None = field(default=None, repr=False)  # the current SCAR's, to put it back
+    rollback: bool = True
+    dry_run: bool = False
+    timeout: float = 300.0
+    registry_name: str = "spectro-manifests"
+
+
+class Migration:
+    def __init__(self, plan: MigrationPlan, ui: UI, *, confirm: Callable[[str], bool] | None = None) -> None:
+        self.plan = plan
+        self.ui = ui
+        self.confirm = confirm
+        self.summary: dict[str, Any] = {
+            "ok": False,
+            "source": plan.source.display,
+            "reference": f"{plan.target.repository.display}:{plan.tag}",
+            "endpoint": plan.specman.url,
+            "console": plan.console.base_url,
+            "dryRun": plan.dry_run,
+            "durations": {},
+        }
+        self.sizes: dict[str, int] = {}
+        self.scar_before: ScarConfig | None = None
+        self.repository = plan.target.repository
+
+    @contextmanager
+    def _phase(self, name: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        except SpecmanError as exc:
+            self.summary["failedPhase"] = name
+            self.summary["error"] = str(exc)
+            raise
+        finally:
+            self.summary["durations"][name] = round(time.monotonic() - started, 3)
+
+    @property
+    def _remote(self) -> RemoteRepository | None:
+        return self.repository if isinstance(self.repository, RemoteRepository) else None
+
+    # -- the steps ----------------------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        started = time.monotonic()
+        try:
+            with self._phase("preflight"):
+                self.preflight()
+            if self.plan.dry_run:
+                self._describe_plan()
+                self.summary["ok"] = True
+                return self.summary
+            if self.confirm is not None and not self.confirm(self._plan_text()):
+                raise MigrationError("stopped before any change: not confirmed")
+            with self._phase("push"):
+                digest = self.push()
+            if self._remote is not None:
+                with self._phase("register"):
+                    self.register()
+            with self._phase("served"):
+                self.wait_served(digest)
+            with self._phase("parity"):
+                self.parity()
+            with self._phase("switch"):
+                self.switch()
+            self.summary["ok"] = True
+            return self.summary
+        finally:
+            self.summary["durations"]["total"] = round(time.monotonic() - started, 3)
+
+    def preflight(self) -> None:
+        plan = self.plan
+        checks = Preflight(lambda c: self.ui.status(f"  {c.line()}"))
+        self.ui.status("Preflight (nothing is changed yet)")
+
+        def source() -> str:
+            self.sizes = plan.source.inventory()
+            if not self.sizes:
+                raise SpecmanError(f"{plan.source.display} has no files")
+            known = sum(s for s in self.sizes.values() if s >= 0)
+            return f"{plan.source.display}: {len(self.sizes)} files, {known} bytes"
+
+        def registry() -> str:
+            self.repository.check_push()
+            if self._remote is not None and self._remote.name != SPECTRO_REPOSITORY:
+                raise SpecmanError(
+                    f"the console reads the manifests from {SPECTRO_REPOSITORY} only; push there (--to HOST/"
+                    f"{SPECTRO_REPOSITORY}:{plan.tag})"
+                )
+            try:
+                existing = self.repository.resolve(plan.tag).digest
+            except SpecmanError:
+                existing = None
+            self.summary["existingDigest"] = existing
+            where = f"{self.repository.display}:{plan.tag}"
+            return f"{where}: push allowed" + (f" (the tag exists: {existing})" if existing else " (new tag)")
+
+        def console() -> str:
+            plan.console.login(plan.console_user, plan.console_password)
+            self.scar_before = ScarConfig.read(plan.console)
+            before = self.scar_before
+            self.summary["scarBefore"] = before.endpoint if before else None
+            if before and before.password_set and plan.rollback and plan.scar_password is None:
+                raise SpecmanError(
+                    "the current SCAR endpoint has a password: give it (SPECMAN_FROM_PASSWORD or "
+                    "--from-password-file) so that a failed switch can be undone, or use --no-rollback"
+                )
+            now = before.endpoint if before else "not configured"
+            return f"logged in to {plan.console.base_url} as {plan.console_user}; SCAR now: {now}"
+
+        def console_registry() -> str:
+            precheck_registry(plan.console, self._registry_body())
+            return "the console reaches the registry and its credentials are accepted"
+
+        def specman() -> str:
+            status = plan.specman.check()
+            same = same_source(status, self.repository.display)
+            if same is False:
+                raise SpecmanError(
+                    f"specman at {plan.specman.url} syncs {status.get('source')}, not {self.repository.display}"
+                )
+            served = (status.get("tags") or {}).get(plan.tag)
+            note = " (it will take it from the console)" if same is None else ""
+            return f"{plan.specman.url} is up and syncs this repository{note}" + (
+                f"; serves {plan.tag} now" if served else ""
+            )
+
+        def disk() -> str:
+            mirror = isinstance(plan.source, UrlSource)
+            needed, free = disk_needed(self.sizes, mirror=mirror), free_bytes(plan.work_dir)
+            if free < needed:
+                raise SpecmanError(
+                    f"{plan.work_dir}: {free >> 20} MiB free, {needed >> 20} MiB needed (choose another --work-dir)"
+                )
+            return f"{plan.work_dir}: {free >> 20} MiB free, {needed >> 20} MiB needed"
+
+        has_source = checks.run("source", source, hint=" (check --from and its credentials)")
+        checks.run("registry", registry, hint=" (check the credentials for --to; they need push rights)")
+        if checks.run("console", console):
+            if self._remote is not None:
+                checks.run("console registry", console_registry)
+        else:
+            checks.skip("console registry", "no console session")
+        checks.run("specman", specman, hint=" (check --specman and --specman-ca-file)")
+        if has_source:
+            checks.run("disk", disk)
+        else:
+            checks.skip("disk", "the source size is unknown")
+        self.summary["preflight"] = [c.__dict__ for c in checks.checks]
+        if not checks.ok:
+            first = checks.failures()[0]
+            raise MigrationError(
+                f"preflight failed ({len(checks.failures())} problem(s), nothing was changed): {first.name}: "
+                f"{first.message}"
+            )
+
+    def _registry_body(self) -> dict[str, Any]:
+        remote = self._remote
+        assert remote is not None
+        options = self.plan.registry
+        creds = options.credentials_for(remote.client.host)
+        ca = Path(options.ca_file).read_text(encoding="ascii") if options.ca_file else ""
+        scheme = "http" if options.plain_http else "https"
+        return registry_body(
+            f"{scheme}://{remote.client.host}",
+            creds.username if creds else "",
+            creds.password if creds else None,
+            ca,
+            options.insecure,
+        )
+
+    def _plan_text(self) -> str:
+        plan = self.plan
+        before = self.scar_before.endpoint if self.scar_before else "not configured"
+        return (
+            f"Migrate {len(self.sizes)} files from {plan.source.display} to {self.repository.display}:{plan.tag}, "
+            f"then switch the console's SCAR from {before} to {plan.specman.url}?"
+        )
+
+    def _describe_plan(self) -> None:
+        self.ui.status("Dry run: nothing was changed. The migration would:")
+        existing = self.summary.get("existingDigest")
+        self.ui.status(
+            f"  push {len(self.sizes)} files to {self.repository.display}:{self.plan.tag}"
+            + (" (skipped if its content is already there)" if existing else "")
+        )
+        if self._remote is not None:
+            self.ui.status(f"  register {self._remote.client.host} in the console with 'Contains Spectro Manifests'")
+        self.ui.status(f"  wait until {self.plan.specman.url} serves it, prove every file identical")
+        self.ui.status(f"  switch the SCAR to {self.plan.specman.url} and run {', '.join(JOBS)}")
+
+    def push(self) -> str:
+        plan = self.plan
+        with self.ui.progress() as start:
+            total = sum(s for s in self.sizes.values() if s >= 0)
+            advance = start("copy from the SCAR", total) if isinstance(plan.source, UrlSource) else None
+            tree = plan.source.materialize(plan.work_dir, advance)
+            pushed = push_artifact(
+                self.repository, tree, plan.tag, start_progress=start, tmp_dir=plan.work_dir, reuse=True
+            )
+        self.summary.update(digest=pushed.digest, pushed=not pushed.reused, files=pushed.files)
+        self.summary["layer"] = {"digest": pushed.layer.digest, "size": pushed.layer.size}
+        if pushed.reused:
+            self.ui.status(
+                f"{self.repository.display}:{plan.tag} already has this content ({pushed.digest}): not pushed"
+            )
+        else:
+            self.ui.status(f"Pushed {self.repository.display}:{plan.tag} digest {pushed.digest}")
+        return pushed.digest
+
+    def register(self) -> None:
+        registration = register_registry(self.plan.console, self._registry_body(), name=self.plan.registry_name)
+        self.summary["registry"] = registration.__dict__
+        verb = "Added" if registration.created else "Updated"
+        moved = f" (the flag was moved from {', '.join(registration.unflagged)})" if registration.unflagged else ""
+        self.ui.status(
+            f"{verb} registry {registration.name!r} in the console with 'Contains Spectro Manifests'{moved}; "
+            f"the console validated it ({len(registration.checks)} checks passed)"
+        )
+
+    def wait_served(self, digest: str) -> None:
+        plan = self.plan
+        if plan.notify_token:
+            name = self._remote.name if self._remote is not None else self.repository.display
+            taken = plan.specman.notify(plan.notify_token, name, plan.tag, digest)
+            self.ui.status(
+                "Notified specman" if taken else "specman did not take the notification: waiting for its sync"
+            )
+        else:
+            self.ui.status(f"Waiting for specman's next sync (up to {plan.timeout:.0f} s)")
+        seconds = plan.specman.wait_served(plan.tag, digest, plan.timeout)
+        self.ui.status(f"specman serves {plan.tag} at {digest} ({seconds:.2f} s)")
+
+    def parity(self) -> None:
+        plan = self.plan
+        total = sum(s for s in self.sizes.values() if s >= 0)
+        with self.ui.progress() as start:
+            expected = plan.source.digests(start("read the source again", total))
+            report = prove_parity(
+                expected, plan.specman.tree(), plan.specman.version_tree(plan.tag), progress=start("parity", total)
+            )
+        self.summary["parity"] = report.as_json()
+        self.summary["bytes"] = report.bytes
+        if not report.ok:
+            raise MigrationError(f"parity proof failed, the SCAR was not switched: {report.summary()}")
+        self.ui.status(f"Parity proof: {report.summary()} over HTTPS from {plan.specman.url}")
+
+    def switch(self) -> None:
+        plan = self.plan
+        switch_scar(plan.console, plan.specman.url, plan.specman.ca_pem)
+        self.summary["scarAfter"] = plan.specman.url
+        self.ui.status(f"Switched the console's SCAR to {plan.specman.url}; running the sync jobs")
+        results = [run_job(plan.console, job, plan.timeout) for job in JOBS]
+        self.summary["jobs"] = [r.__dict__ for r in results]
+        for r in results:
+            self.ui.status(f"  {r.name}: {r.state} in {r.seconds:.2f} s" + (f" ({r.error})" if r.error else ""))
+        failed = [r for r in results if not r.ok]
+        if failed:
+            self._after_failed_switch(failed)
+
+    def _after_failed_switch(self, failed: list[JobResult]) -> None:
+        plan = self.plan
+        what = "; ".join(f"{r.name} {r.state}: {r.error}" for r in failed)
+        if not plan.rollback:
+            raise MigrationError(f"the sync jobs failed after the switch (kept: --no-rollback): {what}")
+        if self.scar_before is None:
+            raise MigrationError(
+                f"the sync jobs failed after the switch and there was no previous SCAR configuration to restore: {what}"
+            )
+        restore_scar(plan.console, self.scar_before, plan.scar_password or "")
+        self.summary["rolledBack"] = True
+        self.summary["scarAfter"] = self.scar_before.endpoint
+        raise MigrationError(
+            f"the sync jobs failed after the switch: {what}; the previous SCAR endpoint "
+            f"{self.scar_before.endpoint} was restored"
+        )
