@@ -19,6 +19,7 @@ __all__ = [
     "OP_PULL",
     "OP_PULLX",
     "OP_PUSH",
+    "SECTIONS",
     "SERVE_BEGIN",
     "SERVE_END",
     "Row",
@@ -27,8 +28,10 @@ __all__ = [
     "markdown_table",
     "notes",
     "render_document",
+    "split_section",
     "split_serve_section",
     "write_outside_serve_section",
+    "write_section",
     "write_serve_section",
 ]
 
@@ -39,7 +42,7 @@ PULL_GOAL = 1.0  # pull+extract: specman at least as fast as curl | tar ...
 PULL_STRETCH = 2.0  # ... and the goal is twice as fast
 PUSH_GOAL = 0.9  # upload: specman at least 0.9x curl
 
-# docs/benchmarks.md holds two reports: run.py owns everything outside this block, serve.py only the block.
+# docs/benchmarks.md holds three reports: run.py owns everything outside the blocks, serve.py and migrate.py theirs.
 SERVE_BEGIN, SERVE_END = "<!-- serve:begin -->", "<!-- serve:end -->"
 
 
@@ -255,25 +258,38 @@ def notes(*, repeat: int, rss: str, floor: float, cache: str, startup: float) ->
     ]
 
 
-def split_serve_section(doc: str) -> tuple[str, str | None]:
-    """``doc`` without its serve block (and the blank lines around it), and the block itself (markers included)."""
-    start = doc.find(SERVE_BEGIN)
-    end = doc.find(SERVE_END, start)
+def split_section(doc: str, name: str = "serve") -> tuple[str, str | None]:
+    """``doc`` without its ``name`` block (and the blank lines around it), and the block itself (markers included)."""
+    begin, end_marker = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    start = doc.find(begin)
+    end = doc.find(end_marker, start)
     if start < 0 or end < 0:
         return doc, None
-    end += len(SERVE_END)
+    end += len(end_marker)
     rest = doc[:start].rstrip("\n") + "\n" + doc[end:].lstrip("\n")
     return (rest if rest.strip() else ""), doc[start:end]
 
 
+def split_serve_section(doc: str) -> tuple[str, str | None]:
+    return split_section(doc, "serve")
+
+
+SECTIONS = ("serve", "migrate")  # written by serve.py and migrate.py; run.py writes the rest
+
+
 def write_outside_serve_section(path: Path, doc: str) -> None:
-    """Write ``doc`` (run.py's report) to ``path``, keeping the serve block already there at the end."""
-    block = split_serve_section(path.read_text())[1] if path.is_file() else None
-    path.write_text(doc if block is None else doc.rstrip("\n") + "\n\n" + block + "\n")
+    """Write ``doc`` (run.py's report) to ``path``, keeping the serve and migrate blocks already there at the end."""
+    old = path.read_text() if path.is_file() else ""
+    blocks = [block for name in SECTIONS if (block := split_section(old, name)[1]) is not None]
+    path.write_text("\n\n".join([doc.rstrip("\n"), *blocks]) + "\n")
+
+
+def write_section(path: Path, body: str, name: str = "serve") -> None:
+    """Replace the ``name`` block of ``path`` with ``body`` (appended when there is none; the rest is kept)."""
+    rest = split_section(path.read_text(), name)[0] if path.is_file() else ""
+    block = f"<!-- {name}:begin -->\n{body.strip()}\n<!-- {name}:end -->"
+    path.write_text((rest.rstrip("\n") + "\n\n" if rest.strip() else "") + block + "\n")
 
 
 def write_serve_section(path: Path, body: str) -> None:
-    """Replace the serve block of ``path`` with ``body`` (appended when there is none; the rest is kept)."""
-    rest = split_serve_section(path.read_text())[0] if path.is_file() else ""
-    block = f"{SERVE_BEGIN}\n{body.strip()}\n{SERVE_END}"
-    path.write_text((rest.rstrip("\n") + "\n\n" if rest.strip() else "") + block + "\n")
+    write_section(path, body, "serve")
