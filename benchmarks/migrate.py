@@ -198,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         if output is not None:
             write_section(output, table, "migrate")
             log(f"wrote the migrate section of {output}")
-        return 0 if migrate.seconds <= TIME_GOAL * manual.seconds and migrate.peak_rss_mib <= RSS_GOAL else 1
+        met = migrate.seconds <= TIME_GOAL * manual.seconds and migrate.peak_rss_mib <= RSS_GOAL
+        return 0 if met or args.quick else 1  # the smoke run's tiny tree measures fixed costs, not the goal
     finally:
         for stop in reversed(stops):
             stop()  # type: ignore[operator]
