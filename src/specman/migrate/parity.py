@@ -1,6 +1,6 @@
 """The parity proof: the new endpoint serves exactly what the old SCAR serves.
 
-The source is read again (``Source.digests``), every one of its files is fetched from specman's merged view — the
+The source is read again (``Source.digests``) while every one of its files is fetched from specman's merged view — the
 URLs the clusters will use once the switch is made — and hashed; the version of the migrated tag is listed to find
 files specman has that the source does not.  Any missing, different or extra file is a difference, and a
 difference stops the migration before the switch.
@@ -8,7 +8,8 @@ difference stops the migration before the switch.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,17 +52,27 @@ class ParityReport:
 
 
 def prove_parity(
-    expected: dict[str, str],
+    read_source: Callable[[], dict[str, str]],
+    paths: Iterable[str],
     served: HttpTree,
     version: HttpTree,
     *,
     progress: Callable[[int], None] | None = None,
 ) -> ParityReport:
-    """Compare ``expected`` (path → sha256 of the source now) with what ``served`` answers for each path, and the
-    listing of ``version`` (the pushed tag alone) with the source's paths."""
-    found = served.fetch_all(expected, progress=progress)
+    """Compare the source as ``read_source`` finds it now (path → sha256) with what ``served`` answers for each of
+    its paths, and the listing of ``version`` (the pushed tag alone) with the source's paths.
+
+    The source is read again *while* specman's copies of ``paths`` (the source's files at the first reading) are
+    fetched — the two are independent; paths the second reading finds beyond ``paths`` are fetched after it."""
+    with ThreadPoolExecutor(2, thread_name_prefix="specman-parity") as pool:
+        again = pool.submit(read_source)
+        listed = pool.submit(version.walk)
+        found = served.fetch_all(paths, progress=progress)
+        expected = again.result()
+        found = {path: found[path] for path in expected if path in found}
+        found |= served.fetch_all([path for path in expected if path not in found], progress=progress)
+        extra = [path for path in listed.result() if path not in expected]
     missing = [path for path, state in found.items() if state is None]
     different = [path for path, state in found.items() if state is not None and state.sha256 != expected[path]]
-    extra = [path for path in version.walk() if path not in expected]
     size = sum(state.size for state in found.values() if state is not None)
     return ParityReport(len(expected), size, missing, different, extra)

@@ -293,9 +293,13 @@ class Migration:
         plan = self.plan
         total = sum(s for s in self.sizes.values() if s >= 0)
         with self.ui.progress() as start:
-            expected = plan.source.digests(start("read the source again", total))
+            advance_source, advance = start("read the source again", total), start("fetch from specman", total)
             report = prove_parity(
-                expected, plan.specman.tree(), plan.specman.version_tree(plan.tag), progress=start("parity", total)
+                lambda: plan.source.digests(advance_source),
+                self.sizes,
+                plan.specman.tree(),
+                plan.specman.version_tree(plan.tag),
+                progress=advance,
             )
         self.summary["parity"] = report.as_json()
         self.summary["bytes"] = report.bytes
