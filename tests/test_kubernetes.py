@@ -112,6 +112,20 @@ def test_the_kustomizations_use_only_features_of_old_kustomize() -> None:
             assert (path.parent / base / "kustomization.yaml").is_file(), f"{path.relative_to(ROOT)}: {base}"
 
 
+def test_old_kubectl_renders_the_same_objects(rendered: dict[str, list[Obj]]) -> None:
+    """Debian's kubectl 1.20 (kustomize v2.0.3), where one is unpacked (``apt-get download kubernetes-client``,
+    ``dpkg -x`` into /tmp/k120/x, or ``SPECMAN_OLD_KUBECTL``), renders every target as the current kubectl does."""
+    old = os.environ.get("SPECMAN_OLD_KUBECTL", "/tmp/k120/x/usr/bin/kubectl")
+    if not os.access(old, os.X_OK):
+        pytest.skip(f"no old kubectl at {old}")
+
+    def key(obj: Obj) -> tuple[str, str]:
+        return obj["kind"], obj["metadata"]["name"]
+
+    for target in TARGETS:
+        assert sorted(render(target, old), key=key) == sorted(rendered[target], key=key), target
+
+
 @pytest.mark.parametrize(("overlay", "replicas"), OVERLAYS.items())
 def test_the_statefulset_contract(rendered: dict[str, list[Obj]], overlay: str, replicas: int) -> None:
     objects = rendered[f"overlays/{overlay}"]
