@@ -17,12 +17,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import pytest
 
 from specman.oci import RegistryOptions, open_repository, parse_reference, push_artifact
 from tests.conftest import RegistryFactory, ServeFactory
 from tests.fixtures.archives import Entry, make_tar
-from tests.fixtures.kube import AtomicDir, Obj, PodSandbox, one, render
+from tests.fixtures.kube import Obj, PodSandbox, docs_patches, one, render, render_patched
 from tests.fixtures.registry import Registry, write_htpasswd
 from tests.fixtures.serve import ServeProcess, poll
 
@@ -135,28 +136,35 @@ def test_credentials_rotate_and_the_secret_can_be_deleted_and_recreated(
 
 
 def test_a_dockerconfigjson_secret_as_docker_config(
-    single: list[Obj], registry_factory: RegistryFactory, serve_factory: ServeFactory, tmp_path: Path
+    registry_factory: RegistryFactory, serve_factory: ServeFactory, tmp_path: Path
 ) -> None:
-    """A ``kubernetes.io/dockerconfigjson`` Secret mounted as ``$DOCKER_CONFIG/config.json`` instead of the
-    username/password files (docs/kubernetes.md): read at each credential lookup, so its rotation applies too."""
+    """docs/kubernetes.md's patch: a ``kubernetes.io/dockerconfigjson`` Secret mounted as ``$DOCKER_CONFIG`` instead
+    of the username/password files; ``config.json`` is read at each credential lookup, so its rotation applies."""
+    (patch,) = [p for p in docs_patches() if "DOCKER_CONFIG" in p]
+    objects = render_patched("overlays/single", patch, tmp_path / "kustomization")
+    for obj in objects:
+        kubernetes_validate.validate(obj, kubernetes_validate.latest_version(), strict=True)
+    sts = one(objects, "StatefulSet", "specman")
+    secret = next(
+        v["secret"]["secretName"] for v in sts["spec"]["template"]["spec"]["volumes"] if v["name"] == "docker-config"
+    )
     registry = registry_factory("htpasswd", tls=False, users={PUSHER[0]: PUSHER[1], "robot-a": "pw-a"})
     _push(registry, "1.0.0", tmp_path)
-    pod = _pod(single, registry, tmp_path / "specman-0", None)
-    docker = AtomicDir(tmp_path / "specman-0" / "docker", 0o440)
 
-    def dockerconfigjson(user: str, password: str) -> str:
+    def dockerconfigjson(user: str, password: str) -> dict[str, str]:
         auth = base64.b64encode(f"{user}:{password}".encode()).decode()
-        return json.dumps({"auths": {registry.host: {"auth": auth}}})
+        return {".dockerconfigjson": json.dumps({"auths": {registry.host: {"auth": auth}}})}
 
-    docker.write({"config.json": dockerconfigjson("robot-a", "pw-a")})
+    pod = _pod(objects, registry, tmp_path / "specman-0", None)
+    pod.update_secret(secret, dockerconfigjson("robot-a", "pw-a"))
     env = pod.env()
-    del env["SPECMAN_USERNAME_FILE"], env["SPECMAN_PASSWORD_FILE"]
-    env["DOCKER_CONFIG"] = str(docker.path)
-    server = serve_factory([], Path(env["SPECMAN_DATA_DIR"]), env=env, workers=1)
+    assert "SPECMAN_USERNAME_FILE" not in env and "SPECMAN_PASSWORD_FILE" not in env
+    assert (Path(env["DOCKER_CONFIG"]) / "config.json").is_file()
+    server = _start(serve_factory, pod)
     _wait_tags(server, {"1.0.0"})
 
     _accounts(registry, **{"robot-a": "pw-a", "robot-b": "pw-b"})
-    docker.write({"config.json": dockerconfigjson("robot-b", "pw-b")})
+    pod.update_secret(secret, dockerconfigjson("robot-b", "pw-b"))
     _accounts(registry, **{"robot-b": "pw-b"})
     _push(registry, "2.0.0", tmp_path)
     _wait_tags(server, {"1.0.0", "2.0.0"})

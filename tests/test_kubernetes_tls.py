@@ -21,11 +21,12 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import kubernetes_validate
 import pytest
 
 from tests.conftest import ServeFactory
 from tests.fixtures.certs import Certs, make_certs
-from tests.fixtures.kube import Obj, PodSandbox, one, render
+from tests.fixtures.kube import Obj, PodSandbox, docs_patches, one, render, render_patched
 from tests.fixtures.registry import Registry
 from tests.fixtures.serve import ServeProcess, poll
 
@@ -164,3 +165,15 @@ def test_no_request_fails_when_the_kernel_migrates_queued_connections(tmp_path: 
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "1 passed" in proc.stdout
+
+
+def test_the_documented_sysctl_patch_renders_and_validates(tmp_path: Path) -> None:
+    """docs/kubernetes.md's patch setting ``net.ipv4.tcp_migrate_req`` on the pods (the variant tested above)."""
+    (patch,) = [p for p in docs_patches() if "tcp_migrate_req" in p]
+    for target in ("overlays/single", "overlays/ha"):
+        objects = render_patched(target, patch, tmp_path / target)
+        for obj in objects:
+            kubernetes_validate.validate(obj, kubernetes_validate.latest_version(), strict=True)
+        pod = one(objects, "StatefulSet", "specman")["spec"]["template"]["spec"]
+        assert pod["securityContext"]["sysctls"] == [{"name": "net.ipv4.tcp_migrate_req", "value": "1"}]
+        assert pod["securityContext"]["runAsUser"] == 10001  # merged into, not replaced
