@@ -26,7 +26,6 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 import kubernetes_validate
 import pytest
@@ -36,11 +35,11 @@ from specman.oci import RegistryOptions, open_repository, parse_reference, push_
 from tests.conftest import RegistryFactory, ServeFactory
 from tests.fixtures.archives import Entry, make_tar
 from tests.fixtures.certs import Certs
+from tests.fixtures.kube import KUBE, ROOT, Obj, PodSandbox, env_entries, one, render
+from tests.fixtures.kube import container as container_of
 from tests.fixtures.registry import Registry
 from tests.fixtures.serve import ServeProcess
 
-ROOT = Path(__file__).resolve().parent.parent
-KUBE = ROOT / "deploy" / "kubernetes"
 OVERLAYS = {"single": 1, "tls": 1, "ha": 3}
 TARGETS = ["base", *(f"overlays/{name}" for name in OVERLAYS)]
 # the oldest and the newest Kubernetes whose schemas kubernetes-validate ships
@@ -50,9 +49,6 @@ REGISTRY_SECRET = "spectro-manifest-registry-secrets"
 REPO = "spectro-packs/spectro-manifests/manifest"
 WAIT = 60.0
 ROBOT_PASSWORD = "s3cret-robot"  # the registry password in the Secret: never in a log
-
-Obj = dict[str, Any]
-
 
 # -- rendering -------------------------------------------------------------------------------------------------
 
@@ -64,34 +60,10 @@ def _kubectl() -> str:
     return kubectl
 
 
-def _render(target: str) -> list[Obj]:
-    proc = subprocess.run(
-        [_kubectl(), "kustomize", str(KUBE / target)], capture_output=True, text=True, timeout=120, check=False
-    )
-    assert proc.returncode == 0, f"kubectl kustomize {target}: {proc.stderr}"
-    return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
-
-
 @pytest.fixture(scope="module")
 def rendered() -> dict[str, list[Obj]]:
-    return {target: _render(target) for target in TARGETS}
-
-
-def _one(objects: list[Obj], kind: str, name: str) -> Obj:
-    found = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
-    assert len(found) == 1, (
-        f"{kind}/{name}: {len(found)} found in {[(o['kind'], o['metadata']['name']) for o in objects]}"
-    )
-    return found[0]
-
-
-def _container(workload: Obj, name: str) -> Obj:
-    containers = {c["name"]: c for c in workload["spec"]["template"]["spec"]["containers"]}
-    return containers[name]
-
-
-def _env(container: Obj) -> dict[str, Obj]:
-    return {entry["name"]: entry for entry in container.get("env", [])}
+    kubectl = _kubectl()
+    return {target: render(target, kubectl) for target in TARGETS}
 
 
 # -- the manifests ---------------------------------------------------------------------------------------------
@@ -140,10 +112,24 @@ def test_the_kustomizations_use_only_features_of_old_kustomize() -> None:
             assert (path.parent / base / "kustomization.yaml").is_file(), f"{path.relative_to(ROOT)}: {base}"
 
 
+def test_old_kubectl_renders_the_same_objects(rendered: dict[str, list[Obj]]) -> None:
+    """Debian's kubectl 1.20 (kustomize v2.0.3), where one is unpacked (``apt-get download kubernetes-client``,
+    ``dpkg -x`` into /tmp/k120/x, or ``SPECMAN_OLD_KUBECTL``), renders every target as the current kubectl does."""
+    old = os.environ.get("SPECMAN_OLD_KUBECTL", "/tmp/k120/x/usr/bin/kubectl")
+    if not os.access(old, os.X_OK):
+        pytest.skip(f"no old kubectl at {old}")
+
+    def key(obj: Obj) -> tuple[str, str]:
+        return obj["kind"], obj["metadata"]["name"]
+
+    for target in TARGETS:
+        assert sorted(render(target, old), key=key) == sorted(rendered[target], key=key), target
+
+
 @pytest.mark.parametrize(("overlay", "replicas"), OVERLAYS.items())
 def test_the_statefulset_contract(rendered: dict[str, list[Obj]], overlay: str, replicas: int) -> None:
     objects = rendered[f"overlays/{overlay}"]
-    sts = _one(objects, "StatefulSet", "specman")
+    sts = one(objects, "StatefulSet", "specman")
     spec = sts["spec"]
     assert spec["replicas"] == replicas
     pod = spec["template"]["spec"]
@@ -155,7 +141,7 @@ def test_the_statefulset_contract(rendered: dict[str, list[Obj]], overlay: str, 
     anti = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
     assert anti[0]["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
 
-    container = _container(sts, "specman")
+    container = container_of(sts, "specman")
     assert container["args"][0] == "serve"
     assert container["ports"] == [{"name": "https", "containerPort": 8443, "protocol": "TCP"}]
     for probe, path in (("startupProbe", "/healthz"), ("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
@@ -181,10 +167,10 @@ def test_the_statefulset_contract(rendered: dict[str, list[Obj]], overlay: str, 
     assert volumes[mounts["/etc/specman/registry"]]["secret"]["secretName"] == REGISTRY_SECRET
     assert "subPath" not in str(container["volumeMounts"])  # a subPath mount would never see a rotated Secret
 
-    env = _env(container)
+    env = env_entries(container)
     # source and interval: files of the ConfigMap volume, read before every sync (no restart on a change); a
     # stable name (no hash suffix), or an edit would roll the pods instead of reaching the mounted files
-    config = _one(objects, "ConfigMap", "specman-config")
+    config = one(objects, "ConfigMap", "specman-config")
     assert volumes[mounts[env["SPECMAN_CONFIG_DIR"]["value"]]]["configMap"] == {"name": "specman-config"}
     assert config["data"]["source"].endswith("/" + REPO)
     assert config["data"]["interval"] == "30s"
@@ -192,9 +178,13 @@ def test_the_statefulset_contract(rendered: dict[str, list[Obj]], overlay: str, 
     assert "SPECMAN_INTERVAL" not in env
     assert env["SPECMAN_DATA_DIR"]["value"] == "/var/lib/specman"
     assert env["SPECMAN_PASSWORD_FILE"]["value"] == "/etc/specman/registry/password"
-    assert env["SPECMAN_USERNAME"]["valueFrom"]["secretKeyRef"]["name"] == REGISTRY_SECRET
+    assert env["SPECMAN_USERNAME_FILE"]["value"] == "/etc/specman/registry/username"
+    registry_volume = volumes[mounts["/etc/specman/registry"]]["secret"]
+    assert {item["key"] for item in registry_volume["items"]} == {"username", "password"}
+    assert registry_volume["optional"] is True  # a pod restarting while the Secret is deleted still serves
     assert env["TMPDIR"]["value"] == "/tmp"
     assert "SPECMAN_PASSWORD" not in env  # the password stays in the file
+    assert "SPECMAN_USERNAME" not in env  # so does the username: both are re-read after a refusal
     if overlay == "single":
         assert "SPECMAN_TLS_CERT" not in env  # the generated private CA
     else:
@@ -218,45 +208,45 @@ def _mebibytes(quantity: str) -> float:
 
 def test_services_pdb_console_and_network_policy(rendered: dict[str, list[Obj]]) -> None:
     objects = rendered["overlays/single"]
-    sts = _one(objects, "StatefulSet", "specman")
+    sts = one(objects, "StatefulSet", "specman")
     labels = sts["spec"]["template"]["metadata"]["labels"]
 
-    service = _one(objects, "Service", "specman-service")
+    service = one(objects, "Service", "specman-service")
     assert service["spec"]["ports"] == [{"name": "https", "port": 8443, "targetPort": "https", "protocol": "TCP"}]
     assert service["spec"]["selector"].items() <= labels.items()
-    headless = _one(objects, "Service", sts["spec"]["serviceName"])
+    headless = one(objects, "Service", sts["spec"]["serviceName"])
     assert headless["spec"]["clusterIP"] == "None"
 
-    pdb = _one(objects, "PodDisruptionBudget", "specman")
+    pdb = one(objects, "PodDisruptionBudget", "specman")
     assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
 
-    console = _one(objects, "Deployment", "specman-console")
+    console = one(objects, "Deployment", "specman-console")
     assert console["spec"]["replicas"] == 1
     assert console["spec"]["strategy"]["type"] == "Recreate"
-    container = _container(console, "console")
+    container = container_of(console, "console")
     assert container["args"][0] == "console"
     assert container["ports"][0]["containerPort"] == 8444
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
-    env = _env(container)
+    env = env_entries(container)
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in console["spec"]["template"]["spec"]["volumes"]}
     data = volumes[mounts[env["SPECMAN_DATA_DIR"]["value"]]]
-    claim = _one(objects, "PersistentVolumeClaim", data["persistentVolumeClaim"]["claimName"])
+    claim = one(objects, "PersistentVolumeClaim", data["persistentVolumeClaim"]["claimName"])
     assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
     secrets = volumes[mounts["/etc/specman-console"]]["secret"]
     assert {item["path"] for item in secrets["items"]} == {"admin-password", "service-token"}
     assert env["SPECMAN_ADMIN_PASSWORD_FILE"]["value"] == "/etc/specman-console/admin-password"
     assert env["SPECMAN_SERVICE_TOKEN_FILE"]["value"] == "/etc/specman-console/service-token"
-    console_service = _one(objects, "Service", "specman-console")
+    console_service = one(objects, "Service", "specman-console")
     assert console_service["spec"]["ports"][0]["port"] == 8444
 
-    policy = _one(objects, "NetworkPolicy", "specman")
+    policy = one(objects, "NetworkPolicy", "specman")
     assert policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
     assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
     assert [p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]] == [8443]
     egress_ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]}
     assert 53 in egress_ports
-    console_policy = _one(objects, "NetworkPolicy", "specman-console")
+    console_policy = one(objects, "NetworkPolicy", "specman-console")
     assert [p["port"] for rule in console_policy["spec"]["ingress"] for p in rule["ports"]] == [8444]
 
 
@@ -314,57 +304,6 @@ def test_the_dockerfile_contract() -> None:
 
 
 # -- replicas as the StatefulSet runs them ---------------------------------------------------------------------
-
-
-def _container_env(
-    objects: list[Obj], container: Obj, secrets: Mapping[str, Mapping[str, str]], paths: Mapping[str, Path]
-) -> dict[str, str]:
-    """The container's environment as the kubelet would build it (ConfigMap and Secret keys resolved; optional
-    keys of missing Secrets left out), with each mount path replaced by its local directory."""
-    config_maps = {o["metadata"]["name"]: o.get("data", {}) for o in objects if o["kind"] == "ConfigMap"}
-    env: dict[str, str] = {}
-    for entry in container.get("env", []):
-        if "value" in entry:
-            value = entry["value"]
-        elif "configMapKeyRef" in entry["valueFrom"]:
-            ref = entry["valueFrom"]["configMapKeyRef"]
-            value = config_maps[ref["name"]][ref["key"]]
-        else:
-            ref = entry["valueFrom"]["secretKeyRef"]
-            if ref["key"] not in secrets.get(ref["name"], {}):
-                assert ref.get("optional") is True, f"{entry['name']}: Secret {ref['name']} is required"
-                continue
-            value = secrets[ref["name"]][ref["key"]]
-        for mount, local in sorted(paths.items(), key=lambda item: -len(item[0])):
-            if value == mount or value.startswith(mount + "/"):
-                value = str(local) + value[len(mount) :]
-                break
-        env[entry["name"]] = value
-    return env
-
-
-def _mount_volumes(
-    objects: list[Obj], pod: Obj, container: Obj, root: Path, secrets: Mapping[str, Mapping[str, str]]
-) -> dict[str, Path]:
-    """A local directory for each of the container's mounts; Secret and ConfigMap volumes filled as the kubelet
-    fills them (one file per key, or per listed item)."""
-    config_maps = {o["metadata"]["name"]: o.get("data", {}) for o in objects if o["kind"] == "ConfigMap"}
-    volumes = {v["name"]: v for v in pod["volumes"]}
-    paths: dict[str, Path] = {}
-    for mount in container["volumeMounts"]:
-        local = root / mount["name"]
-        local.mkdir(parents=True, exist_ok=True)
-        volume = volumes.get(mount["name"], {})
-        data: Mapping[str, str] | None = None
-        if "secret" in volume:
-            data, items = secrets[volume["secret"]["secretName"]], volume["secret"].get("items")
-        elif "configMap" in volume:
-            data, items = config_maps[volume["configMap"]["name"]], volume["configMap"].get("items")
-        if data is not None:
-            for item in items or [{"key": key, "path": key} for key in data]:
-                (local / item["path"]).write_text(data[item["key"]])
-        paths[mount["mountPath"]] = local
-    return paths
 
 
 def _push(registry: Registry, tag: str, files: Mapping[str, bytes], work: Path) -> str:
@@ -433,15 +372,14 @@ def replicas(
 ) -> tuple[Registry, list[ServeProcess]]:
     """overlays/ha's three replicas: one certificate (the Secret specman-tls) for all, each its own data dir."""
     objects = copy.deepcopy(rendered["overlays/ha"])
-    sts = _one(objects, "StatefulSet", "specman")
+    sts = one(objects, "StatefulSet", "specman")
     assert sts["spec"]["replicas"] == 3
-    pod = sts["spec"]["template"]["spec"]
-    container = _container(sts, "specman")
+    container = container_of(sts, "specman")
     assert container["args"] == ["serve"]  # everything else comes from the environment
 
     registry = registry_factory("htpasswd", tls=False, users={"robot": ROBOT_PASSWORD})
     # the operator's ConfigMap: the local registry over plain http, a short interval so the test need not wait
-    config = _one(objects, "ConfigMap", "specman-config")["data"]
+    config = one(objects, "ConfigMap", "specman-config")["data"]
     config.update({"source": f"{registry.host}/{REPO}", "interval": "1s", "plain-http": "true"})
     secrets = {
         REGISTRY_SECRET: {"username": "robot", "password": ROBOT_PASSWORD},
@@ -449,9 +387,10 @@ def replicas(
     }
     started: list[ServeProcess] = []
     for index in range(sts["spec"]["replicas"]):
-        paths = _mount_volumes(objects, pod, container, tmp_path / f"specman-{index}", secrets)
-        env = _container_env(objects, container, secrets, paths)
-        assert env["SPECMAN_USERNAME"] == "robot"
+        sandbox = PodSandbox(objects, sts, "specman", tmp_path / f"specman-{index}", secrets, f"specman-{index}")
+        env = sandbox.env()
+        assert Path(env["SPECMAN_USERNAME_FILE"]).read_text() == "robot"
+        assert f"specman-{index}.specman-headless.hubble-system.svc" in env["SPECMAN_TLS_SAN"].split()
         assert Path(env["SPECMAN_PASSWORD_FILE"]).read_text() == ROBOT_PASSWORD
         assert Path(env["SPECMAN_TLS_CERT"]).is_file()
         assert (Path(env["SPECMAN_CONFIG_DIR"]) / "source").read_text() == config["source"]

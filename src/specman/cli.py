@@ -6,6 +6,7 @@ Every option also reads ``SPECMAN_<OPTION>`` from the environment.  Passwords ar
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -53,21 +54,29 @@ class ByteSize(click.ParamType):  # type: ignore[type-arg]
         return int(number * 1024 ** " kmgt".index(unit or " "))
 
 
+def _read_secret_file(path: Path, option: str) -> str:
+    try:
+        return path.read_text().rstrip("\r\n")
+    except OSError as exc:
+        raise UsageError(f"cannot read {option} {path}: {exc.strerror}") from None
+
+
 def _read_password(password_stdin: bool, password_file: Path | None) -> str | None:
     if password_stdin and password_file:
         raise UsageError("--password-stdin and --password-file are mutually exclusive")
     if password_stdin:
         return sys.stdin.readline().rstrip("\r\n")
-    if password_file:
-        try:
-            return password_file.read_text().rstrip("\r\n")
-        except OSError as exc:
-            raise UsageError(f"cannot read --password-file {password_file}: {exc.strerror}") from None
-    return None
+    return _read_secret_file(password_file, "--password-file") if password_file else None
 
 
 _CONNECTION_OPTIONS = [
     click.option("-u", "--username", envvar="SPECMAN_USERNAME", help="Registry username."),
+    click.option(
+        "--username-file",
+        envvar="SPECMAN_USERNAME_FILE",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Read the registry username from a file (re-read like --password-file).",
+    ),
     click.option("--password-stdin", is_flag=True, help="Read the registry password from stdin."),
     click.option(
         "--password-file",
@@ -108,13 +117,24 @@ def registry_options(func: F) -> F:
     return _apply(func, [*_CONNECTION_OPTIONS, _LAYOUT_OPTION])
 
 
-def _options(kw: dict[str, Any]) -> RegistryOptions:
-    """The registry options of a command.  ``--password-file`` is checked now and read again at each credential
-    lookup, so a long-running ``sync``/``serve`` picks up a rotated Secret (after the registry refused the old one)."""
+def _options(kw: dict[str, Any], *, files_may_appear: bool = False) -> RegistryOptions:
+    """The registry options of a command.  ``--username-file``/``--password-file`` are checked now and read again
+    at each credential lookup, so a long-running ``sync``/``serve`` picks up a rotated Secret (after the registry
+    refused the old one).  ``files_may_appear`` (those two commands): a file that does not exist yet (a deleted,
+    optional Secret) is logged instead of refused; syncs fail until it exists."""
+    username, username_file = kw.pop("username"), kw.pop("username_file")
     password_file: Path | None = kw.pop("password_file")
-    password = _read_password(kw.pop("password_stdin"), password_file)
+    if username and username_file:
+        raise UsageError("--username and --username-file are mutually exclusive")
+    password = _read_password(kw.pop("password_stdin"), None if files_may_appear else password_file)
+    for path, option in ((username_file, "--username-file"), (password_file, "--password-file")):
+        if path is not None and files_may_appear and not path.is_file():
+            logging.getLogger("specman").warning("%s %s does not exist (yet): syncs fail until it does", option, path)
+        elif path is not None:
+            _read_secret_file(path, option)
     return RegistryOptions(
-        username=kw.pop("username"),
+        username=username,
+        username_file=username_file,
         password=None if password_file else password,
         password_file=password_file,
         plain_http=kw.pop("plain_http"),
@@ -319,6 +339,7 @@ def login(
     ui: UI,
     registry: str,
     username: str | None,
+    username_file: Path | None,
     password_stdin: bool,
     password_file: Path | None,
     plain_http: bool,
@@ -327,6 +348,8 @@ def login(
 ) -> None:
     """Check credentials against REGISTRY and save them in the docker config.json."""
     host = _registry_host(registry)
+    if username_file is not None:
+        username = username or _read_secret_file(username_file, "--username-file").strip()
     password = _read_password(password_stdin, password_file)
     if password is None:
         password = os.environ.get("SPECMAN_PASSWORD")

@@ -94,7 +94,7 @@ def serve(
     check_tls(no_tls, tls_cert, tls_key)  # before the data dir is touched
     token_env = _notify_token(notify_token_file)
     source, settings = sync_settings(
-        ctx, repo, tag_globs, semver, keep_deleted, parallel, max_size, max_files, interval, kw
+        ctx, repo, tag_globs, semver, keep_deleted, parallel, max_size, max_files, interval, kw, long_running=True
     )
     try:
         with Store(data_dir) as store:

@@ -187,13 +187,16 @@ def sync_settings(
     max_files: int | None,
     interval: float,
     kw: dict[str, Any],
+    *,
+    long_running: bool = False,
 ) -> tuple[Source, SyncSettings]:
-    """Configure logging as the group asks, and turn the shared options into an open source and settings."""
+    """Configure logging as the group asks, and turn the shared options into an open source and settings.
+    ``long_running`` (the sync loop, serve): credential files may appear later (a Secret created after the pod)."""
     root = ctx.find_root().params
     logs.configure("debug" if root.get("verbose", 0) > 1 else "info", fmt=root.get("log_format") or "text")
     console_url, token_file, console_ca = kw.pop("console_url"), kw.pop("console_token_file"), kw.pop("console_ca_file")
     config_dir: Path | None = kw.pop("config_dir")
-    options = _options(kw)
+    options = _options(kw, files_may_appear=long_running)
     settings = SyncSettings(
         TagFilter(tag_globs, semver), _limits(max_size, max_files), keep_deleted, parallel, interval
     )
@@ -212,7 +215,7 @@ def sync_settings(
         raise UsageError("give REPO or --console, not both")
     if token_file is None:
         raise UsageError("--console needs --console-token-file (the console's service token)")
-    if options.oci_layout or options.username or options.password or options.password_file:
+    if options.oci_layout or options.username or options.username_file or options.password or options.password_file:
         raise UsageError("with --console the registry and its credentials come from the console")
     client = ConsoleClient(console_url, token_file=token_file, tls=TLSOptions(ca_file=console_ca))
     return ConsoleSource(client, options), settings
@@ -241,7 +244,7 @@ def sync(
     registry the console names (--console)."""
     ui: UI = ctx.obj
     source, settings = sync_settings(
-        ctx, repo, tag_globs, semver, keep_deleted, parallel, max_size, max_files, interval, kw
+        ctx, repo, tag_globs, semver, keep_deleted, parallel, max_size, max_files, interval, kw, long_running=not once
     )
     try:
         with Store(data_dir) as store:

@@ -4,7 +4,8 @@
 and server certificate generated into ``<data-dir>/tls``, or none with ``--no-tls``); ``run_asgi`` starts granian
 with ``workers`` processes sharing the port (SO_REUSEPORT), crashed workers respawned, its own log lines in
 specman's format (logrus text or JSON), and returns after SIGTERM/SIGINT once in-flight requests are done (at
-most 20 s later: then the workers are killed).
+most 20 s later: then the workers are killed). A renewed certificate is served without a restart: granian
+replaces its workers gracefully when the files change (``specman.certwatch``), or on SIGHUP.
 
 The server stack (granian, cryptography) is imported inside the functions: commands that do not serve start faster.
 """
@@ -155,7 +156,7 @@ def run_asgi(
 ) -> None:
     """Serve the ASGI app built by ``factory`` (``"module:function"``, called once in each worker) until a signal."""
     from granian import Granian
-    from granian.constants import Interfaces
+    from granian.constants import Interfaces, SSLProtocols
     from granian.http import HTTP1Settings
 
     server = Granian(
@@ -169,6 +170,7 @@ def run_asgi(
         http1_settings=HTTP1Settings(keep_alive=True),
         ssl_cert=tls[0] if tls else None,
         ssl_key=tls[1] if tls else None,
+        ssl_protocol_min=SSLProtocols.tls13,  # granian's default, named: the reload hook passes it again
         log_access=False,
         log_dictconfig=_log_config(),
         respawn_failed_workers=True,
@@ -176,5 +178,30 @@ def run_asgi(
         # spawned when the signal came (it can miss the signal before it installs its handlers)
         workers_kill_timeout=_KILL_TIMEOUT,
     )
+    if tls is not None:
+        _reload_on_new_certificate(server, *tls)
     os.register_at_fork(after_in_child=_after_fork_in_worker)  # granian forks its workers from this process
     server.serve()
+
+
+def _reload_on_new_certificate(server: Any, cert: Path, key: Path) -> None:
+    """Serve a renewed certificate without a restart (``specman.certwatch``): the watcher starts once granian
+    handles SIGHUP (its start-up hook) and sends it one when the files change; before the new workers start,
+    granian resolves the paths again (a Secret volume's old timestamped directory is gone by then)."""
+    import signal
+
+    from granian.constants import SSLProtocols
+
+    from specman.certwatch import CertificateWatcher
+
+    watcher = CertificateWatcher(cert, key, lambda: os.kill(os.getpid(), signal.SIGHUP))
+
+    def resolve_again() -> None:
+        try:
+            server.build_ssl_context(cert, key, None, SSLProtocols.tls13, None, [], False)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            logging.getLogger("specman.tls").error("cannot load %s and %s: %s", cert, key, exc)
+
+    server.on_startup(watcher.start)
+    server.on_reload(resolve_again)
+    server.on_shutdown(watcher.stop)

@@ -1,8 +1,8 @@
 """The ``Repository`` interface and ``open_repository``: one way to reach a remote repository or a layout.
 
-``RegistryOptions`` gathers the common registry options of the CLI (``-u``, password, ``--plain-http``,
-``--insecure``, ``--ca-file``, ``--oci-layout``).  Credentials are resolved lazily per host in the order
-flags → environment (``SPECMAN_USERNAME``/``SPECMAN_PASSWORD``) → docker ``config.json``, so a registry that
+``RegistryOptions`` gathers the common registry options of the CLI (``-u`` or ``--username-file``, password,
+``--plain-http``, ``--insecure``, ``--ca-file``, ``--oci-layout``).  Credentials are resolved lazily per host in
+the order flags → environment (``SPECMAN_USERNAME``/``SPECMAN_PASSWORD``) → docker ``config.json``, so a registry that
 never asks is never looked up.
 """
 
@@ -65,6 +65,7 @@ class RegistryOptions:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     password_file: Path | None = None  # read at each credential lookup (after an auth failure: again)
+    username_file: Path | None = None  # likewise (a mounted Secret's ``username`` key)
     plain_http: bool = False
     insecure: bool = False
     ca_file: str | None = None
@@ -82,19 +83,26 @@ class RegistryOptions:
         )
 
     def credentials_for(self, host: str) -> Credentials | None:
-        """Flags (``password_file`` read now: a rotated Secret applies), then the environment, then docker's config."""
-        if self.password_file is not None:
-            try:
-                password = self.password_file.read_text(encoding="utf-8").rstrip("\r\n")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise CredentialsError(f"cannot read the password file {self.password_file}: {exc}") from None
-            return Credentials(self.username or "", password)
+        """Flags (``username_file``/``password_file`` read now: a rotated Secret applies), then the environment, then
+        docker's config."""
+        if self.username_file is not None or self.password_file is not None:
+            username = _read_secret(self.username_file, "username").strip() if self.username_file else self.username
+            password = _read_secret(self.password_file, "password") if self.password_file else self.password
+            return Credentials(username or "", password or "")
         if self.username or self.password:
             return Credentials(self.username or "", self.password or "")
         env_user, env_pass = os.environ.get("SPECMAN_USERNAME"), os.environ.get("SPECMAN_PASSWORD")
         if env_user or env_pass:
             return Credentials(env_user or "", env_pass or "")
         return DockerConfig(self.docker_config).get(host)
+
+
+def _read_secret(path: Path, what: str) -> str:
+    """A credential file's text without its line ending; CredentialsError when it is missing or unreadable."""
+    try:
+        return path.read_text(encoding="utf-8").rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CredentialsError(f"cannot read the {what} file {path}: {exc}") from None
 
 
 @dataclass(frozen=True)
