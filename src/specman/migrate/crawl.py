@@ -37,7 +37,6 @@ __all__ = ["FileState", "HttpTree", "Listing", "safe_segment"]
 MAX_LISTING_BYTES: Final = 64 << 20
 MAX_ENTRIES: Final = 2_000_000
 MAX_DEPTH: Final = 64
-CHUNK: Final = 1 << 20
 _ACCEPT: Final = "application/json, text/html;q=0.9, */*;q=0.1"
 
 
@@ -209,7 +208,7 @@ class HttpTree:
         """Fetch ``path``, hashing it while it streams (and writing it to ``into``, atomically); ``None`` when the
         server says 404.  With ``known`` (a previous fetch), the server is asked whether it changed since
         (``If-None-Match``/``If-Modified-Since``) and a 304 returns ``known`` without a body."""
-        headers: dict[str, str] = {}
+        headers = {"Accept-Encoding": "identity"}  # the bytes as stored: hashed as they arrive, no decoding copy
         if known is not None and into is None:
             if known.etag:
                 headers["If-None-Match"] = known.etag
@@ -231,7 +230,8 @@ class HttpTree:
                 fd, tmp = tempfile.mkstemp(prefix=".specman-", dir=into.parent)
                 out = os.fdopen(fd, "wb")
             try:
-                for chunk in response.iter_bytes(CHUNK):
+                encoded = response.headers.get("content-encoding", "identity").lower() != "identity"
+                for chunk in response.iter_bytes() if encoded else response.iter_raw():
                     digest.update(chunk)
                     size += len(chunk)
                     if out is not None:
