@@ -41,6 +41,17 @@ _LOGIN_MESSAGES: Final = {
     "loggedOut": "You have been logged out.",
 }
 _FLASH: Final = {"saved": "Saved."}
+CHECK_LABELS: Final = {
+    "endpoint": "Endpoint",
+    "reachable": "Reachable",
+    "tls": "TLS",
+    "credentials": "Credentials",
+    "repository": "Repository",
+}
+_JOB_TEXT: Final = {
+    "instanceTypes": "Cloud instance types from the SCAR endpoint (cloud-types/<cloud>/instance-types.json)",
+    "storageTypes": "Cloud storage types from the SCAR endpoint (cloud-types/<cloud>/storage-types.json)",
+}
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -108,6 +119,7 @@ class Pages:
             active="/registries",
             flash=self._flash(request),
             registries=data["items"],
+            check_labels=CHECK_LABELS,
         )
 
     async def scar(self, request: Request, user: str) -> Response:
@@ -123,7 +135,8 @@ class Pages:
         jobs = []
         for name in JOBS:
             job = await _thread(self.console.job, name)
-            jobs.append({**job, "runs": [_with_duration(run) for run in job["runs"][:RUNS_SHOWN]]})
+            runs = [_with_duration(run) for run in job["runs"][:RUNS_SHOWN]]
+            jobs.append({**job, "runs": runs, "description": _JOB_TEXT.get(job["kind"], job["kind"])})
         return _html("jobs.html", user=user, active="/jobs", flash=self._flash(request), jobs=jobs)
 
     def routes(self) -> list[BaseRoute]:

@@ -241,6 +241,9 @@ function setupRegistries() {
     fields.username.value = registry ? registry.username : "";
     fields.password.value = "";
     fields.password.placeholder = registry && registry.passwordSet ? "•••••• (unchanged)" : "";
+    $("f-password-help").textContent = registry
+      ? "Write-only: never shown. Leave empty to keep the stored one."
+      : "Write-only: never shown back.";
     fields.caCert.value = registry ? registry.caCert : "";
     fields.insecureSkipVerify.checked = registry ? registry.insecureSkipVerify : false;
     fields.containsSpectroManifests.checked = registry ? registry.containsSpectroManifests : false;
