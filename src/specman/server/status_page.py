@@ -18,12 +18,13 @@ from specman.webui.templates import human_bytes, human_duration, human_time
 
 __all__ = ["status_context", "sync_chart"]
 
-_W: Final = 360  # one panel
+_W: Final = 520  # one panel
 _H: Final = 150
 _PAD_L: Final = 56
 _PAD_R: Final = 12
 _PAD_T: Final = 26
 _PAD_B: Final = 24
+_MIN_SLOTS: Final = 15
 
 
 def _panel(
@@ -38,7 +39,9 @@ def _panel(
     known = [v for v in values if v is not None]
     top = max(known) if known and max(known) > 0 else 1.0
     inner_w, inner_h = _W - _PAD_L - _PAD_R, _H - _PAD_T - _PAD_B
-    slot = inner_w / max(len(values), 1)
+    slots = max(len(values), _MIN_SLOTS)  # a few syncs are drawn at the right ("latest"), not spread out
+    offset = slots - len(values)
+    slot = inner_w / slots
     bar = max(min(slot * 0.7, 24.0), 2.0)
     base = _PAD_T + inner_h
     parts = [
@@ -55,7 +58,7 @@ def _panel(
         if value is None:
             continue
         h = max(value / top * inner_h, 1.0)
-        x = _PAD_L + i * slot + (slot - bar) / 2
+        x = _PAD_L + (offset + i) * slot + (slot - bar) / 2
         parts.append(
             f'<rect x="{x:.1f}" y="{base - h:.1f}" width="{bar:.1f}" height="{h:.1f}" rx="2" '
             f'class="{"bar" if ok else "bar failed"}"><title>{escape(tips[i])}: {escape(label(value))}</title></rect>'
