@@ -99,7 +99,10 @@ def _schemas() -> dict[str, Any]:
                     "pattern": r"^https?://[A-Za-z0-9][A-Za-z0-9.-]*(:[1-9][0-9]{0,3})?(/.*)?$",
                 },
                 "username": _STR,
-                "password": _STR,
+                "password": {
+                    "type": "string",
+                    "description": "Write-only; omitted keeps the stored one while a username is set, empty clears it.",
+                },
                 "caCert": _STR,
                 "insecureSkipVerify": _BOOL,
             },
