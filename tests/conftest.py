@@ -8,12 +8,14 @@ Missing binaries fail (not skip) with the ``apt-get install`` line.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.fixtures.browser import Browser, start_browser
 from tests.fixtures.certs import Certs, make_certs, make_wrong_ca
 from tests.fixtures.faultproxy import FaultProxy
 from tests.fixtures.registry import SCRUBBED_ENV, Mode, Registry, start_registry, stop_registry
@@ -162,3 +164,23 @@ def serve_factory() -> Iterator[ServeFactory]:
     yield factory
     for process in reversed(started):
         process.stop()
+
+
+@pytest.fixture(scope="session")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the page tests save their screenshots: ``$SPECMAN_TEST_ARTIFACTS/screenshots`` or a pytest temp dir."""
+    root = os.environ.get("SPECMAN_TEST_ARTIFACTS")
+    path = Path(root) / "screenshots" if root else tmp_path_factory.getbasetemp() / "screenshots"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory, screenshots: Path) -> Iterator[Browser]:
+    """A headless Chromium (``tests/fixtures/browser.py``) with a fresh profile, for one test module."""
+    _require("chromium", "chromedriver")
+    started = start_browser(tmp_path_factory.mktemp("chromium-profile"), screenshots)
+    try:
+        yield started
+    finally:
+        started.quit()

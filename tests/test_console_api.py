@@ -312,3 +312,18 @@ def test_usage_errors(tmp_path: Path) -> None:
     r = run("--data-dir", str(tmp_path / "d"), "--secret-key-file", str(bad_key))
     assert r.returncode == 2, r.stderr
     assert "base64" in r.stderr
+
+
+def test_scar_password_omitted_is_kept(console: ConsoleProcess, token: str) -> None:
+    """The SCAR page leaves the password out when unchanged; an explicit "" (the docs' script) clears it."""
+    with console.client(token) as c:
+        body = {"endpoint": "https://scar.example.com", "username": "scar", "password": SCAR_PASSWORD}
+        assert c.put("/v1/system/config/scar", json=body).status_code == 204
+        kept = {"endpoint": "https://scar.example.com", "username": "scar"}
+        assert c.put("/v1/system/config/scar", json=kept).status_code == 204
+        assert c.get("/v1/system/config/scar").json()["passwordSet"] is True
+        assert c.put("/v1/system/config/scar", json={**body, "password": ""}).status_code == 204
+        assert c.get("/v1/system/config/scar").json()["passwordSet"] is False
+        assert c.put("/v1/system/config/scar", json=body).status_code == 204
+        assert c.put("/v1/system/config/scar", json={"endpoint": "https://scar.example.com"}).status_code == 204
+        assert c.get("/v1/system/config/scar").json()["passwordSet"] is False  # no username: no password

@@ -164,3 +164,43 @@ def test_validate_stored_registry(console: ConsoleProcess, token: str, tls_regis
             c.delete(f"/v1/registries/oci/{uid}")
     assert tls_registry.password not in console.log()
     assert (tls_registry.password or "x").encode() not in (console.data_dir / "console.db").read_bytes()
+
+
+def test_last_validation_and_stored_password(console: ConsoleProcess, token: str, tls_registry: Registry) -> None:
+    """``/{uid}/validate`` keeps its result as ``lastValidation`` until the checked values change; the body
+    validation with ``uid`` and no ``password`` uses the stored password (the edit form's "unchanged")."""
+    _push(tls_registry)
+    body = {
+        "name": "kept",
+        "endpoint": f"https://{tls_registry.host}",
+        "username": tls_registry.username,
+        "password": tls_registry.password,
+        "caCert": tls_registry.ca_file.read_text() if tls_registry.ca_file else "",
+    }
+    with console.client(token) as c:
+        created = c.post("/v1/registries/oci", json=body).json()
+        uid = created["uid"]
+        try:
+            assert created["lastValidation"] is None
+            assert c.post(f"/v1/registries/oci/{uid}/validate").json()["ok"] is True
+            last = c.get(f"/v1/registries/oci/{uid}").json()["lastValidation"]
+            assert last["ok"] is True
+            assert last["validatedAt"].endswith("Z")
+            assert [check["name"] for check in last["checks"]] == ["endpoint", "reachable", "tls", "credentials"]
+            without_password = {k: v for k, v in body.items() if k != "password"}
+            renamed = c.put(f"/v1/registries/oci/{uid}", json={**without_password, "name": "kept-renamed"}).json()
+            assert renamed["lastValidation"] == last  # the checked values did not change
+            listed = [r for r in c.get("/v1/registries/oci").json()["items"] if r["uid"] == uid]
+            assert listed[0]["lastValidation"] == last
+
+            form = {**without_password, "uid": uid, "containsSpectroManifests": True}
+            result = c.post("/v1/registries/oci/validate", json=form).json()
+            assert result["ok"] is True, result  # the stored password
+            result = c.post("/v1/registries/oci/validate", json={**form, "password": "wrong"}).json()
+            assert {x["name"]: x["ok"] for x in result["checks"]}["credentials"] is False
+            assert c.post("/v1/registries/oci/validate", json={**form, "uid": "nope"}).status_code == 404
+
+            moved = c.put(f"/v1/registries/oci/{uid}", json={**without_password, "insecureSkipVerify": True}).json()
+            assert moved["lastValidation"] is None  # a validation of other values
+        finally:
+            c.delete(f"/v1/registries/oci/{uid}")

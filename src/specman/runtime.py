@@ -39,6 +39,7 @@ __all__ = ["RUN_DIR_ENV", "AppConfig", "RunDir", "SyncStatus"]
 
 RUN_DIR_ENV: Final = "SPECMAN_SERVE_RUN_DIR"
 _LINE_MAX: Final = 4000  # below PIPE_BUF (4096): a write is atomic
+HISTORY_MAX: Final = 30  # recent reconciles kept in ``SyncStatus.history`` (the status page's chart)
 
 log = logging.getLogger("specman.serve")
 
@@ -74,13 +75,29 @@ class SyncStatus:
     consecutive_failures: int = 0
     runs: int = 0
     failed_tags: dict[str, str] = field(default_factory=dict)
+    # the last HISTORY_MAX reconciles, oldest first: {"finished", "duration", "ok", "downloaded", "served"}
+    history: list[dict[str, Any]] = field(default_factory=list)
 
-    def record(self, result: SyncResult | None, error: SyncError | None) -> None:
-        """Fold one reconcile's outcome in (what ``run_loop``'s ``on_result`` sees)."""
-        self.runs += 1
-        now = datetime.now(UTC)
+    def record(self, result: SyncResult | None, error: SyncError | None, served_bytes: int | None = None) -> None:
+        """Fold one reconcile's outcome in (what ``run_loop``'s ``on_result`` sees); ``served_bytes`` is the size
+        of the published view afterwards."""
         if result is None and error is not None and isinstance(error.result, SyncResult):
             result = error.result  # when the failed reconcile started and how long it ran
+        self._record(result, error)
+        self.history.append(
+            {
+                "finished": self.last_finished,
+                "duration": self.last_duration,
+                "ok": self.state == "ok",
+                "downloaded": result.bytes_downloaded if result is not None else 0,
+                "served": served_bytes,
+            }
+        )
+        del self.history[:-HISTORY_MAX]
+
+    def _record(self, result: SyncResult | None, error: SyncError | None) -> None:
+        self.runs += 1
+        now = datetime.now(UTC)
         if result is not None:
             self.source = result.source  # with --console, the registry the console names now
             self.last_started, self.last_finished = _iso(result.started), _iso(result.finished)

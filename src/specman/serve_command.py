@@ -115,7 +115,7 @@ def serve(
                 trigger = Trigger(wake, settings.tag_filter)
 
                 def on_result(result: SyncResult | None, error: SyncError | None) -> None:
-                    status.record(result, error)
+                    status.record(result, error, served_bytes=_served_bytes(store))
                     run.write_status(status)
                     metrics.record_sync(result, error)
                     trigger.after_sync(result, error)
@@ -143,6 +143,16 @@ def serve(
                     syncer.join()
     finally:
         source.close()
+
+
+def _served_bytes(store: Store) -> int | None:
+    """The size of the tags the published generation holds (the status page's chart)."""
+    try:
+        generation = store.current()
+    except Exception:  # a chart value is not worth a failed status write
+        log.debug("Reading the current generation failed", exc_info=True)
+        return None
+    return sum(state.bytes for state in generation.tags.values()) if generation is not None else None
 
 
 def _hand_over(stop: threading.Event, served: threading.Event) -> None:

@@ -4,7 +4,9 @@ Every answer is JSON; every error is ``{"code", "message"}`` (``ApiError``), inc
 wrong methods (405) and unexpected failures (500, logged, no traceback in the body).  ``guarded`` wraps each
 endpoint: ``session`` endpoints need a valid session token (cookie or ``Authorization`` header, see
 ``specman.console.auth``), ``service`` endpoints the service token, ``public`` ones nothing (login, ``/healthz``,
-``/openapi.json``).  Blocking work (SQLite, argon2, registries, HTTP) runs in a thread.
+``/openapi.json``).  Blocking work (SQLite, argon2, registries, HTTP) runs in a thread.  The web pages
+(``specman.console.pages``) share the application; every state change, API or page script, passes the
+cross-origin check of ``specman.console.csrf``.
 
 ``app_from_env`` is the factory granian calls in each worker; ``specman console`` passes the data directory and
 options through ``SPECMAN_CONSOLE_*`` environment variables (file paths, never a secret).
@@ -25,14 +27,18 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from specman.console.auth import Authenticator, read_secret_file, token_from_request
 from specman.console.bodies import read_body, read_json_object
 from specman.console.crypto import SecretBox, load_or_create_key
+from specman.console.csrf import OriginCheck
 from specman.console.errors import ApiError
 from specman.console.openapi import openapi_document
+from specman.console.pages import Pages
 from specman.console.service import Console, rfc3339
 from specman.console.storage import open_storage
+from specman.webui import SecurityHeaders
 
 __all__ = ["ENV", "app_from_env", "create_app"]
 
@@ -257,8 +263,14 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return _error(ApiError(status, code, message.get(status, "request failed"), headers=headers))
 
 
-def create_app(console: Console) -> Starlette:
-    return Starlette(routes=Api(console).routes(), exception_handlers={HTTPException: _http_error})
+def create_app(console: Console) -> ASGIApp:
+    """The system API under ``/v1/`` and the web pages (``specman.console.pages``) over one ``Console``, behind the
+    cross-origin check for state changes (``specman.console.csrf``) and the pages' security headers."""
+    app = Starlette(
+        routes=[*Api(console).routes(), *Pages(console).routes()],
+        exception_handlers={HTTPException: _http_error},
+    )
+    return SecurityHeaders(OriginCheck(app))
 
 
 def build_console(
@@ -276,7 +288,7 @@ def build_console(
     return Console(storage, SecretBox(key), auth)
 
 
-def app_from_env() -> Starlette:
+def app_from_env() -> ASGIApp:
     """Factory for the granian workers (``specman console`` sets the environment before starting them)."""
     env = {name: os.environ.get(var) or None for name, var in ENV.items()}
     token_file = env["service_token_file"]

@@ -75,4 +75,13 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         PRIMARY KEY (kind, cloud)
     );
     """,
+    # 2: the last validation of each registry's stored values (the console's Pack Registries page shows it)
+    """
+    CREATE TABLE registry_validations (
+        uid          TEXT PRIMARY KEY REFERENCES registries(uid) ON DELETE CASCADE,
+        ok           INTEGER NOT NULL,
+        checks       TEXT NOT NULL,
+        validated_at REAL NOT NULL
+    );
+    """,
 )

@@ -99,7 +99,10 @@ def _schemas() -> dict[str, Any]:
                     "pattern": r"^https?://[A-Za-z0-9][A-Za-z0-9.-]*(:[1-9][0-9]{0,3})?(/.*)?$",
                 },
                 "username": _STR,
-                "password": _STR,
+                "password": {
+                    "type": "string",
+                    "description": "Write-only; omitted keeps the stored one while a username is set, empty clears it.",
+                },
                 "caCert": _STR,
                 "insecureSkipVerify": _BOOL,
             },
@@ -116,7 +119,17 @@ def _schemas() -> dict[str, Any]:
             },
         ),
         "RegistryInput": _obj(["name", "endpoint"], registry_props),
-        "ValidateInput": _obj(["endpoint"], registry_props),
+        "ValidateInput": _obj(
+            ["endpoint"],
+            {
+                **registry_props,
+                "uid": {
+                    "type": "string",
+                    "maxLength": 64,
+                    "description": "A stored registry whose password is used when password is omitted (edit forms).",
+                },
+            },
+        ),
         "Registry": _all(
             {
                 "uid": _STR,
@@ -124,6 +137,11 @@ def _schemas() -> dict[str, Any]:
                 "passwordSet": _BOOL,
                 "createdAt": _TIME,
                 "updatedAt": _TIME,
+                "lastValidation": {
+                    "allOf": [_ref("Validation")],
+                    "nullable": True,
+                    "description": "The last POST .../{uid}/validate of the stored values (null after they changed).",
+                },
             },
         ),
         "Registries": _obj(["items"], {"items": {"type": "array", "items": _ref("Registry")}}),
@@ -131,6 +149,7 @@ def _schemas() -> dict[str, Any]:
             ["ok", "checks"],
             {
                 "ok": _BOOL,
+                "validatedAt": {**_TIME, "description": "Only in a registry's lastValidation"},
                 "checks": {
                     "type": "array",
                     "items": _obj(
@@ -201,6 +220,16 @@ def _schemas() -> dict[str, Any]:
 
 
 def _paths() -> dict[str, Any]:
+    """The operations; every state change (and the job run's GET) may also answer 403 to another origin."""
+    paths = _operations()
+    for path, item in paths.items():
+        for method, op in item.items():
+            if method in ("post", "put", "delete") or (method == "get" and path.endswith("/run")):
+                op["responses"].update(_errors(403))
+    return paths
+
+
+def _operations() -> dict[str, Any]:
     no_content = {"204": {"description": "Done"}}
     return {
         "/healthz": {"get": _op("Liveness", {"200": _json({"type": "object"}, "Alive")}, secured=False)},
@@ -251,7 +280,10 @@ def _paths() -> dict[str, Any]:
         },
         "/v1/registries/oci/{uid}/validate": {
             "parameters": [_UID],
-            "post": _op("Check a stored registry", {"200": _json(_ref("Validation"), "Checks"), **_errors(404, 413)}),
+            "post": _op(
+                "Check a stored registry and keep the result as its lastValidation",
+                {"200": _json(_ref("Validation"), "Checks"), **_errors(404, 413)},
+            ),
         },
         "/v1/jobs/internal": {"get": _op("Jobs and their last run", {"200": _json(_ref("Jobs"), "Jobs")})},
         "/v1/jobs/internal/{job}": {
@@ -308,6 +340,7 @@ def openapi_document() -> dict[str, Any]:
 _ERROR_TEXT: Final = {
     400: "Malformed request (not JSON)",
     401: "No valid token",
+    403: "Cross-origin request refused (its Origin is not the console's own)",
     404: "Not found",
     409: "Conflict",
     413: "Body over 1 MiB",

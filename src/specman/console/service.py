@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -21,7 +22,7 @@ from specman.console.crypto import SecretBox
 from specman.console.errors import ApiError
 from specman.console.jobs import JOBS, JobRunner, ScarSource
 from specman.console.registries import SPECTRO_REPOSITORY, RegistryTarget, check_registry, parse_endpoint
-from specman.console.storage import ConflictError, JobRun, RegistryRecord, ScarRecord, Storage
+from specman.console.storage import ConflictError, JobRun, RegistryRecord, ScarRecord, Storage, Validation
 
 __all__ = ["Console", "rfc3339"]
 
@@ -78,7 +79,11 @@ class Console:
         password = body.string("password")
         ca_cert = _ca_cert(body)
         insecure = body.boolean("insecureSkipVerify")
-        sealed = self.box.seal(password, _SCAR_CONTEXT) if password else None
+        if "password" in body or not username:
+            sealed = self.box.seal(password, _SCAR_CONTEXT) if password else None
+        else:  # omitted (a form leaving it unchanged): keep the stored one
+            old = self.storage.scar()
+            sealed = old.password if old is not None else None
         self.storage.put_scar(ScarRecord(endpoint, username, sealed, ca_cert, insecure, time.time()))
 
     def get_scar(self) -> dict[str, Any]:
@@ -103,7 +108,10 @@ class Console:
 
     # -- registries -----------------------------------------------------------------------------------------
     @staticmethod
-    def _registry_json(r: RegistryRecord) -> dict[str, Any]:
+    def _validation_json(v: Validation | None) -> dict[str, Any] | None:
+        return None if v is None else {"ok": v.ok, "validatedAt": rfc3339(v.validated_at), "checks": v.checks}
+
+    def _registry_json(self, r: RegistryRecord, validation: Validation | None = None) -> dict[str, Any]:
         return {
             "uid": r.uid,
             "name": r.name,
@@ -115,6 +123,7 @@ class Console:
             "containsSpectroManifests": r.contains_spectro_manifests,
             "createdAt": rfc3339(r.created_at),
             "updatedAt": rfc3339(r.updated_at),
+            "lastValidation": self._validation_json(validation),
         }
 
     def _registry_fields(self, body: Fields) -> RegistryTarget:
@@ -170,7 +179,8 @@ class Console:
         return self._registry_json(record)
 
     def list_registries(self) -> dict[str, Any]:
-        return {"items": [self._registry_json(r) for r in self.storage.registries()]}
+        validations = self.storage.validations()
+        return {"items": [self._registry_json(r, validations.get(r.uid)) for r in self.storage.registries()]}
 
     def _existing(self, uid: str) -> RegistryRecord:
         record = self.storage.registry(uid) if len(uid) <= 64 else None
@@ -179,7 +189,7 @@ class Console:
         return record
 
     def get_registry(self, uid: str) -> dict[str, Any]:
-        return self._registry_json(self._existing(uid))
+        return self._registry_json(self._existing(uid), self.storage.validations().get(uid))
 
     def update_registry(self, uid: str, body: Fields) -> dict[str, Any]:
         old = self._existing(uid)
@@ -195,7 +205,11 @@ class Console:
                 raise _not_found(f"registry {uid!r}")
         except ConflictError as exc:
             raise self._conflict(exc) from None
-        return self._registry_json(record)
+        validation = self.storage.validations().get(uid)
+        if validation is not None and self._target(old) != self._target(record):
+            self.storage.clear_validation(uid)  # it was a validation of other values
+            validation = None
+        return self._registry_json(record, validation)
 
     def delete_registry(self, uid: str) -> None:
         if len(uid) > 64 or not self.storage.delete_registry(uid):
@@ -210,7 +224,13 @@ class Console:
         }
 
     def validate_body(self, body: Fields) -> dict[str, Any]:
-        return self._checks(self._registry_fields(body))
+        """Validate the values in ``body``; with ``uid`` and no ``password``, the stored password of that registry
+        is used (an edit form leaves the password empty when it is unchanged)."""
+        target = self._registry_fields(body)
+        uid = body.string("uid", max_length=64)
+        if uid and "password" not in body:
+            target = replace(target, password=self._target(self._existing(uid)).password)
+        return self._checks(target)
 
     def _target(self, record: RegistryRecord) -> RegistryTarget:
         password = self.box.open(record.password, _registry_context(record.uid)) if record.password else ""
@@ -224,7 +244,10 @@ class Console:
         )
 
     def validate_stored(self, uid: str) -> dict[str, Any]:
-        return self._checks(self._target(self._existing(uid)))
+        """Validate the stored values and keep the result as the registry's ``lastValidation``."""
+        result = self._checks(self._target(self._existing(uid)))
+        self.storage.record_validation(uid, Validation(result["ok"], result["checks"], time.time()))
+        return result
 
     def spectro_source(self) -> dict[str, Any]:
         """The "Contains Spectro Manifests" registry with its password: for the service token only."""

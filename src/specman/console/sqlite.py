@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from specman.console.migrations import MIGRATIONS
-from specman.console.storage import ConflictError, JobRun, RegistryRecord, RunState, ScarRecord
+from specman.console.storage import ConflictError, JobRun, RegistryRecord, RunState, ScarRecord, Validation
 from specman.errors import StoreError
 
 __all__ = ["SQLiteStorage"]
@@ -264,6 +264,26 @@ class SQLiteStorage:
     def delete_registry(self, uid: str) -> bool:
         with self._write() as c:
             return c.execute("DELETE FROM registries WHERE uid = ?", (uid,)).rowcount == 1
+
+    def record_validation(self, uid: str, validation: Validation) -> bool:
+        """Keep ``validation`` as the registry's last one; False when the registry is gone."""
+        try:
+            with self._write() as c:
+                c.execute(
+                    "INSERT OR REPLACE INTO registry_validations (uid, ok, checks, validated_at) VALUES (?, ?, ?, ?)",
+                    (uid, int(validation.ok), json.dumps(validation.checks), validation.validated_at),
+                )
+        except sqlite3.IntegrityError:
+            return False
+        return True
+
+    def clear_validation(self, uid: str) -> None:
+        with self._write() as c:
+            c.execute("DELETE FROM registry_validations WHERE uid = ?", (uid,))
+
+    def validations(self) -> dict[str, Validation]:
+        rows = self._read("SELECT uid, ok, checks, validated_at FROM registry_validations")
+        return {r["uid"]: Validation(bool(r["ok"]), json.loads(r["checks"]), r["validated_at"]) for r in rows}
 
     # -- jobs -----------------------------------------------------------------------------------------------
     @staticmethod

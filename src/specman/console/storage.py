@@ -25,6 +25,7 @@ __all__ = [
     "RunState",
     "ScarRecord",
     "Storage",
+    "Validation",
     "open_storage",
 ]
 
@@ -61,6 +62,15 @@ class RegistryRecord:
     contains_spectro_manifests: bool = False
     created_at: float = 0.0
     updated_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class Validation:
+    """The last validation of a registry's stored values: each check as ``{"name", "ok", "message"}``."""
+
+    ok: bool
+    checks: list[dict[str, Any]]
+    validated_at: float
 
 
 @dataclass(frozen=True)
@@ -105,6 +115,9 @@ class Storage(Protocol):
     def update_registry(self, record: RegistryRecord) -> bool: ...
     def delete_registry(self, uid: str) -> bool: ...
     def spectro_registry(self) -> RegistryRecord | None: ...
+    def record_validation(self, uid: str, validation: Validation) -> bool: ...
+    def clear_validation(self, uid: str) -> None: ...
+    def validations(self) -> dict[str, Validation]: ...
 
     # jobs
     def trigger_job(self, job: str, owner: str, now: float, owner_alive: Callable[[str], bool]) -> int | None: ...

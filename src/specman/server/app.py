@@ -19,8 +19,9 @@ from urllib.parse import quote
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from specman.metrics import CONTENT_TYPE, Metrics
@@ -30,15 +31,19 @@ from specman.server.files import FileIndex, html_listing, listing, send_file, se
 from specman.server.guards import BasicAuth, CountResponses, Methods, read_basic_auth
 from specman.server.notify import Notifier
 from specman.server.paths import PathRejected, RequestPath, parse_request_path
+from specman.server.status_page import status_context
 from specman.store import Generation, Store, load_current
+from specman.webui import HEADERS, STATIC_DIR, render
 
 __all__ = ["VERSIONS_PREFIX", "app_from_env", "create_app"]
 
 VERSIONS_PREFIX: Final = "/_specman/versions/"
 NOTIFY_PATH: Final = "/_specman/notify"
 STATUS_PATH: Final = "/_specman/status"
+PAGE_PATH: Final = "/_specman/"
+STATIC_PREFIX: Final = "/_specman/static/"
 _OPEN_PATHS: Final = frozenset({"/healthz", "/readyz", "/metrics", NOTIFY_PATH})  # no Basic auth
-_API_PATHS: Final = _OPEN_PATHS | {STATUS_PATH}  # everything else is a file path
+_API_PATHS: Final = _OPEN_PATHS | {STATUS_PATH, PAGE_PATH, "/_specman"}  # and STATIC_PREFIX; the rest are files
 
 
 class _Current:
@@ -229,6 +234,16 @@ def create_app(data_dir: Path, *, basic_auth: tuple[str, str] | None = None, run
         body = {**head, **body, "sync": sync_state()}
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
+    async def status_page(request: Request) -> Response:
+        context = await anyio.to_thread.run_sync(
+            status_context, current.store, config.source if config else None, sync_state()
+        )
+        page = render("status.html", static=STATIC_PREFIX.rstrip("/"), **context)
+        return HTMLResponse(page, headers={**HEADERS, "Cache-Control": "no-store"})
+
+    async def to_status_page(request: Request) -> Response:
+        return RedirectResponse(PAGE_PATH, status_code=301)
+
     async def metrics_page(request: Request) -> Response:
         if metrics is None:
             return _error(404, "Not found")
@@ -246,13 +261,17 @@ def create_app(data_dir: Path, *, basic_auth: tuple[str, str] | None = None, run
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics_page, methods=["GET"]),
             Route(STATUS_PATH, status, methods=["GET"]),
+            Route(PAGE_PATH, status_page, methods=["GET"]),
+            Route("/_specman", to_status_page, methods=["GET"]),
+            Mount(STATIC_PREFIX.rstrip("/"), StaticFiles(directory=STATIC_DIR)),
             Route(NOTIFY_PATH, notifier.handle, methods=["POST"]),
         ]
     )
 
     async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
         """Files straight to ``_Files`` (the hot path: no router, no Starlette middleware); the rest to ``api``."""
-        if scope["type"] == "http" and scope["path"] not in _API_PATHS:
+        path = scope["path"]
+        if scope["type"] == "http" and path not in _API_PATHS and not path.startswith(STATIC_PREFIX):
             await files(scope, receive, send)
         else:
             await api(scope, receive, send)
