@@ -126,7 +126,13 @@ def registry_body(endpoint: str, username: str, password: str | None, ca_pem: st
 def precheck_registry(console: ConsoleClient, body: dict[str, Any]) -> None:
     """The console's own checks of the registry values (reachable, TLS, credentials) before anything is changed;
     the repository itself may not exist yet."""
-    result = console.request("POST", f"{REGISTRIES_PATH}/validate", body={**body, "containsSpectroManifests": False})
+    check = {**body, "containsSpectroManifests": False}
+    if "password" not in check:  # none given: the console checks with the one it stores for this endpoint
+        items = console.get_json(REGISTRIES_PATH).get("items") or []
+        known = next((r for r in items if _same_endpoint(str(r.get("endpoint", "")), str(body["endpoint"]))), None)
+        if known is not None:
+            check["uid"] = known["uid"]
+    result = console.request("POST", f"{REGISTRIES_PATH}/validate", body=check)
     _require_ok(result, str(body["endpoint"]))
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from specman.console.client import ConsoleClient
 from specman.console.registries import SPECTRO_REPOSITORY
@@ -312,7 +312,10 @@ class Migration:
         switch_scar(plan.console, plan.specman.url, plan.specman.ca_pem)
         self.summary["scarAfter"] = plan.specman.url
         self.ui.status(f"Switched the console's SCAR to {plan.specman.url}; running the sync jobs")
-        results = [run_job(plan.console, job, plan.timeout) for job in JOBS]
+        try:
+            results = [run_job(plan.console, job, plan.timeout) for job in JOBS]
+        except (KeyboardInterrupt, SpecmanError) as exc:  # stopped or cut off while the jobs ran: not proven
+            self._after_failed_switch([JobResult("jobs", "interrupted", 0.0, error=str(exc) or type(exc).__name__)])
         self.summary["jobs"] = [r.__dict__ for r in results]
         for r in results:
             self.ui.status(f"  {r.name}: {r.state} in {r.seconds:.2f} s" + (f" ({r.error})" if r.error else ""))
@@ -320,7 +323,7 @@ class Migration:
         if failed:
             self._after_failed_switch(failed)
 
-    def _after_failed_switch(self, failed: list[JobResult]) -> None:
+    def _after_failed_switch(self, failed: list[JobResult]) -> NoReturn:
         plan = self.plan
         what = "; ".join(f"{r.name} {r.state}: {r.error}" for r in failed)
         if not plan.rollback:
@@ -329,7 +332,14 @@ class Migration:
             raise MigrationError(
                 f"the sync jobs failed after the switch and there was no previous SCAR configuration to restore: {what}"
             )
-        restore_scar(plan.console, self.scar_before, plan.scar_password or "")
+        try:
+            restore_scar(plan.console, self.scar_before, plan.scar_password or "")
+        except SpecmanError as exc:
+            self.summary["rolledBack"] = False
+            raise MigrationError(
+                f"the sync jobs failed after the switch: {what}; restoring the previous SCAR endpoint "
+                f"{self.scar_before.endpoint} failed too ({exc}): the console still points at {plan.specman.url}"
+            ) from None
         self.summary["rolledBack"] = True
         self.summary["scarAfter"] = self.scar_before.endpoint
         raise MigrationError(
