@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from specman.cli import _options, registry_options
+from specman.cli_options import registry_options, registry_options_from
 from specman.console.client import ConsoleClient
 from specman.errors import SpecmanError, UsageError
 from specman.migrate.endpoint import SpecmanEndpoint
@@ -99,7 +99,7 @@ def _console_password(path: Path | None) -> str:
 @click.pass_obj
 def migrate(ui: UI, /, **kw: Any) -> None:
     """Move the SCAR's manifests into the registry and switch the console to specman, proving every file."""
-    options = _options(kw)
+    options = registry_options_from(kw)
     if not kw["dry_run"] and not kw["yes"] and not sys.stdin.isatty():
         raise UsageError("nothing to confirm on without a terminal: add --yes (or --dry-run to see the plan)")
     target = open_target(kw["ref"], options, default_tag=None, create_layout=options.oci_layout and not kw["dry_run"])

@@ -32,7 +32,7 @@ from typing import Any
 import click
 import httpx
 
-from specman.cli import _options, connection_options
+from specman.cli_options import connection_options, registry_options_from
 from specman.console.client import ConsoleClient
 from specman.errors import SpecmanError, UsageError
 from specman.migrate.endpoint import SpecmanEndpoint
@@ -175,7 +175,7 @@ def quickstart(ui: UI, /, **kw: Any) -> None:
     if exit_after is not None and exit_after < 0:
         raise click.BadParameter("must be 0 or more", param_hint="--exit-after")
     kw["oci_layout"] = kw["ref"] is None
-    options = _options(kw)
+    options = registry_options_from(kw)
     host, port = _pick_port(ui, kw["listen"], "serving")
     chost, cport = _pick_port(ui, kw["console_listen"], "the console")
     if (chost, cport) == (host, port):

@@ -20,7 +20,7 @@ import click
 
 from specman import logs
 from specman.archive import ExtractLimits
-from specman.cli import _limits, _options, open_source, registry_options, with_extract_limits
+from specman.cli_options import limits, open_source, registry_options, registry_options_from, with_extract_limits
 from specman.console.client import ConsoleClient
 from specman.errors import SpecmanError, UsageError
 from specman.oci import Repository
@@ -196,10 +196,8 @@ def sync_settings(
     logs.configure("debug" if root.get("verbose", 0) > 1 else "info", fmt=root.get("log_format") or "text")
     console_url, token_file, console_ca = kw.pop("console_url"), kw.pop("console_token_file"), kw.pop("console_ca_file")
     config_dir: Path | None = kw.pop("config_dir")
-    options = _options(kw, files_may_appear=long_running)
-    settings = SyncSettings(
-        TagFilter(tag_globs, semver), _limits(max_size, max_files), keep_deleted, parallel, interval
-    )
+    options = registry_options_from(kw, files_may_appear=long_running)
+    settings = SyncSettings(TagFilter(tag_globs, semver), limits(max_size, max_files), keep_deleted, parallel, interval)
     if config_dir is not None:
         if console_url is not None:
             raise UsageError("--config-dir and --console both name the source: give one")
