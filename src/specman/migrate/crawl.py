@@ -215,6 +215,8 @@ class HttpTree:
             if known.last_modified:
                 headers["If-Modified-Since"] = known.last_modified
         with map_transport_errors(self.host), self.client.stream("GET", self.url(path), headers=headers) as response:
+            if response.status_code in (304, 404):
+                response.read()  # the (empty) rest of the message: the connection stays open for the next request
             if response.status_code == 304 and known is not None:
                 if progress:
                     progress(known.size)
