@@ -127,18 +127,51 @@ def _url_path(path: str) -> str:
 
 
 class HttpTree:
-    """A tree under ``base_url`` (its root directory), read with ``client`` (TLS and credentials set up by the
-    caller), ``workers`` requests at a time.  ``name`` names it in errors ("the SCAR", "specman")."""
+    """A tree under ``base_url`` (its root directory), read ``workers`` requests at a time with clients made by
+    ``make_client`` (TLS and credentials set up by the caller) — one per thread: threads sharing one connection pool
+    wait on its lock, which cost a third of the time of 10,000 small GETs.  ``name`` names it in errors ("the SCAR",
+    "specman").  ``close`` closes the clients."""
 
-    def __init__(self, client: httpx.Client, base_url: str, *, name: str, workers: int = 8) -> None:
+    def __init__(self, make_client: Callable[[], httpx.Client], base_url: str, *, name: str, workers: int = 8) -> None:
         url = httpx.URL(base_url)
         if url.scheme not in ("http", "https") or not url.host:
             raise SpecmanError(f"{name}: {base_url!r} is not an http:// or https:// URL")
-        self.client = client
+        self.make_client = make_client
         self.base = str(url.copy_with(query=None, fragment=None)).rstrip("/") + "/"
         self.host = url.netloc.decode("ascii")
         self.name = name
         self.workers = workers
+        self._local = threading.local()
+        self._clients: list[httpx.Client] = []
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+
+    @property
+    def pool(self) -> ThreadPoolExecutor:
+        """The tree's worker threads, kept for its lifetime so that their clients (and connections) are reused."""
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="specman-fetch")
+            return self._pool
+
+    @property
+    def client(self) -> httpx.Client:
+        """This thread's client."""
+        client: httpx.Client | None = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = self.make_client()
+            with self._lock:
+                self._clients.append(client)
+        return client
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+            clients, self._clients = self._clients, []
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        for client in clients:
+            client.close()
 
     def url(self, path: str) -> str:
         return self.base + _url_path(path)
@@ -181,20 +214,19 @@ class HttpTree:
         """Every file of the tree: relative path → size (-1 when the listing does not say), sorted."""
         files: dict[str, int] = {}
         level = [""]
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="specman-crawl") as pool:
-            for depth in range(MAX_DEPTH + 1):
-                if not level:
-                    break
-                if depth == MAX_DEPTH:
-                    raise ContentError(f"{self.name}: the tree is deeper than {MAX_DEPTH} directories")
-                following: list[str] = []
-                for directory, page in zip(level, pool.map(self.listing, level), strict=True):
-                    for name, size in page.files.items():
-                        files[directory + name] = size
-                    following += [f"{directory}{name}/" for name in page.dirs]
-                    if len(files) + len(following) > MAX_ENTRIES:
-                        raise ContentError(f"{self.name}: more than {MAX_ENTRIES} entries in the tree")
-                level = following
+        for depth in range(MAX_DEPTH + 1):
+            if not level:
+                break
+            if depth == MAX_DEPTH:
+                raise ContentError(f"{self.name}: the tree is deeper than {MAX_DEPTH} directories")
+            following: list[str] = []
+            for directory, page in zip(level, self.pool.map(self.listing, level), strict=True):
+                for name, size in page.files.items():
+                    files[directory + name] = size
+                following += [f"{directory}{name}/" for name in page.dirs]
+                if len(files) + len(following) > MAX_ENTRIES:
+                    raise ContentError(f"{self.name}: more than {MAX_ENTRIES} entries in the tree")
+            level = following
         return dict(sorted(files.items()))
 
     def fetch(
@@ -278,5 +310,4 @@ class HttpTree:
                 raise
 
         ordered = list(paths)
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="specman-fetch") as pool:
-            return dict(zip(ordered, pool.map(one, ordered), strict=True))
+        return dict(zip(ordered, self.pool.map(one, ordered), strict=True))

@@ -31,7 +31,8 @@ class SpecmanEndpoint:
         self.url = str(parsed).rstrip("/")
         self.host = parsed.netloc.decode("ascii")
         self.ca_file = ca_file
-        self.client = make_client(TLSOptions(insecure=insecure, ca_file=ca_file), timeout=60.0)
+        self.tls = TLSOptions(insecure=insecure, ca_file=ca_file)
+        self.client = make_client(self.tls, timeout=60.0)
         self.workers = workers
 
     def close(self) -> None:
@@ -113,12 +114,17 @@ class SpecmanEndpoint:
                 )
             time.sleep(poll)
 
+    def _new_client(self) -> httpx.Client:
+        return make_client(self.tls, timeout=60.0)
+
     def tree(self) -> HttpTree:
-        return HttpTree(self.client, self.url + "/", name=f"specman {self.host}", workers=self.workers)
+        """The merged view (the caller closes it)."""
+        return HttpTree(self._new_client, self.url + "/", name=f"specman {self.host}", workers=self.workers)
 
     def version_tree(self, tag: str) -> HttpTree:
+        """One tag's version alone (the caller closes it)."""
         base = f"{self.url}/_specman/versions/{quote(tag, safe='')}/"
-        return HttpTree(self.client, base, name=f"specman {self.host} version {tag}", workers=self.workers)
+        return HttpTree(self._new_client, base, name=f"specman {self.host} version {tag}", workers=self.workers)
 
     @property
     def ca_pem(self) -> str:

@@ -294,13 +294,14 @@ class Migration:
         total = sum(s for s in self.sizes.values() if s >= 0)
         with self.ui.progress() as start:
             advance_source, advance = start("read the source again", total), start("fetch from specman", total)
-            report = prove_parity(
-                lambda: plan.source.digests(advance_source),
-                self.sizes,
-                plan.specman.tree(),
-                plan.specman.version_tree(plan.tag),
-                progress=advance,
-            )
+            served, version = plan.specman.tree(), plan.specman.version_tree(plan.tag)
+            try:
+                report = prove_parity(
+                    lambda: plan.source.digests(advance_source), self.sizes, served, version, progress=advance
+                )
+            finally:
+                served.close()
+                version.close()
         self.summary["parity"] = report.as_json()
         self.summary["bytes"] = report.bytes
         if not report.ok:

@@ -120,8 +120,10 @@ class UrlSource:
         workers: int = 8,
     ) -> None:
         auth = httpx.BasicAuth(username, password or "") if username else None
-        self.client = make_client(tls, auth=auth, timeout=60.0)
-        self.tree = HttpTree(self.client, url, name=f"the SCAR {url}", workers=workers)
+        tls.ssl_context()  # a bad --from-ca-file fails here, once, not in every thread
+        self.tree = HttpTree(
+            lambda: make_client(tls, auth=auth, timeout=60.0), url, name=f"the SCAR {url}", workers=workers
+        )
         self.display = self.tree.base
         self._inventory: dict[str, int] | None = None
         self._states: dict[str, FileState] = {}
@@ -152,7 +154,7 @@ class UrlSource:
         return {path: state.sha256 for path, state in found.items() if state is not None}
 
     def close(self) -> None:
-        self.client.close()
+        self.tree.close()
 
 
 def open_source(
