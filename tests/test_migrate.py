@@ -287,3 +287,34 @@ def test_dry_run_checks_everything_and_changes_nothing(world: World) -> None:
     assert result.summary["dryRun"] is True
     assert world.tags() == [] and world.scar_config() is None and world.registries() == []
     assert time.monotonic() - started < 60
+
+
+def test_quickstart_against_a_real_registry_with_token_auth(tmp_path: Path, registry_factory: RegistryFactory) -> None:
+    """The README's first command with ``--to`` a real registry: the same migration, the registry in the console."""
+    registry = registry_factory("token")
+    pw = tmp_path / "registry-pw"
+    pw.write_text(f"{registry.password}\n")
+    ref = f"{registry.host}/{REPO}"
+    args = ["quickstart", "--to", ref, "-u", str(registry.username), "--password-file", str(pw)]
+    args += ["--ca-file", str(registry.ca_file), "--work-dir", str(tmp_path / "qs")]
+    args += ["--listen", "127.0.0.1:0", "--console-listen", "127.0.0.1:0", "--exit-after", "0"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "specman", *args],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=240,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "ok   console registry: the console reaches the registry" in proc.stderr
+    assert "with 'Contains Spectro Manifests'; the console validated it" in proc.stderr
+    assert "Parity proof: 105 files" in proc.stderr and "Migration complete:" in proc.stderr
+    assert str(registry.password) not in proc.stdout + proc.stderr
+    digest = proc.stdout.strip().splitlines()[-1]
+    options = RegistryOptions(username=registry.username, password=registry.password, ca_file=str(registry.ca_file))
+    repo = open_target(ref, options, default_tag=None).repository
+    try:
+        assert repo.resolve("0.0.0").digest == digest
+    finally:
+        repo.close()

@@ -463,3 +463,13 @@ def test_file_push_is_single_pass_and_verified(token_registry: Registry, tmp_pat
     assert (tmp_path / "raw" / "blob.tgz").read_bytes() == data
     layout = LayoutRepository(tmp_path / "layout", create=True)
     assert push_artifact(layout, path, "file").layer.digest == pushed.layer.digest
+
+
+def test_username_flag_takes_the_password_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``-u robot`` (or SPECMAN_USERNAME) with the password in SPECMAN_PASSWORD: both are used (a child
+    ``specman serve`` gets its password this way, never on its command line)."""
+    monkeypatch.setenv("SPECMAN_PASSWORD", "from-env")
+    creds = RegistryOptions(username="robot").credentials_for("registry.example")
+    assert creds is not None and (creds.username, creds.password) == ("robot", "from-env")
+    creds = RegistryOptions(username="robot", password="flag").credentials_for("registry.example")
+    assert creds is not None and creds.password == "flag"

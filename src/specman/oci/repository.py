@@ -88,9 +88,9 @@ class RegistryOptions:
         if self.username_file is not None or self.password_file is not None:
             username = _read_secret(self.username_file, "username").strip() if self.username_file else self.username
             password = _read_secret(self.password_file, "password") if self.password_file else self.password
-            return Credentials(username or "", password or "")
-        if self.username or self.password:
-            return Credentials(self.username or "", self.password or "")
+            return Credentials(username or "", password or os.environ.get("SPECMAN_PASSWORD") or "")
+        if self.username or self.password:  # -u alone (or SPECMAN_USERNAME): the password from SPECMAN_PASSWORD
+            return Credentials(self.username or "", self.password or os.environ.get("SPECMAN_PASSWORD") or "")
         env_user, env_pass = os.environ.get("SPECMAN_USERNAME"), os.environ.get("SPECMAN_PASSWORD")
         if env_user or env_pass:
             return Credentials(env_user or "", env_pass or "")
