@@ -9,6 +9,7 @@ merged view and of one version, for the parity proof.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -61,13 +62,6 @@ class SpecmanEndpoint:
             raise SpecmanError(f"specman {self.host}: /healthz answered HTTP {response.status_code}")
         return self.status()
 
-    def served_digest(self, tag: str) -> str | None:
-        tags = self.status().get("tags") or {}
-        value = tags.get(tag)
-        if isinstance(value, dict):
-            value = value.get("digest")
-        return value if isinstance(value, str) else None
-
     def notify(self, token: str, repository: str, tag: str, digest: str) -> bool:
         """Send the registry's own kind of notification; True when specman took it (202/200)."""
         envelope = {
@@ -89,28 +83,37 @@ class SpecmanEndpoint:
             )
         return response.status_code in (200, 202)
 
-    def wait_served(self, tag: str, digest: str, timeout: float, *, poll: float = 0.25) -> float:
-        """Seconds until ``tag`` is served at ``digest``; ``SpecmanError`` after ``timeout`` saying what it serves."""
+    def wait_served(
+        self, tag: str, digest: str, timeout: float, *, poll: float = 0.25, report: Callable[[str], None] | None = None
+    ) -> float:
+        """Seconds until ``tag`` is served at ``digest``; ``SpecmanError`` after ``timeout`` saying what it serves.
+        A sync that fails meanwhile is told to ``report`` (once per distinct error) while the wait goes on."""
         started = time.monotonic()
         seen: str | None = None
+        first_runs: object = None
+        told: set[str] = set()
+        last_error = ""
         while True:
             try:
-                seen = self.served_digest(tag)
+                status = self.status()
             except SpecmanError:
-                seen = None  # restarting: keep waiting
+                status = {}  # restarting: keep waiting
+            value = (status.get("tags") or {}).get(tag)
+            seen = value.get("digest") if isinstance(value, dict) else value
             if seen == digest:
                 return time.monotonic() - started
+            sync = status.get("sync") or {}
+            first_runs = sync.get("runs") if first_runs is None else first_runs
+            last_error = str(sync.get("last_error") or "")
+            if last_error and sync.get("runs") != first_runs and last_error not in told:
+                told.add(last_error)
+                if report is not None:
+                    report(f"specman's sync failed: {last_error} (it retries; waiting up to {timeout:.0f} s)")
             if time.monotonic() - started > timeout:
                 now = f"it serves {seen}" if seen else "it does not serve that tag"
-                sync = ""
-                try:
-                    last = self.status().get("sync") or {}
-                    if last.get("last_error"):
-                        sync = f"; its last sync failed: {last['last_error']}"
-                except SpecmanError:
-                    pass
+                failed = f"; its last sync failed: {last_error}" if last_error else ""
                 raise SpecmanError(
-                    f"specman {self.host} did not serve {tag} at {digest} within {timeout:.0f} s ({now}{sync})"
+                    f"specman {self.host} did not serve {tag} at {digest} within {timeout:.0f} s ({now}{failed})"
                 )
             time.sleep(poll)
 

@@ -286,7 +286,7 @@ class Migration:
             )
         else:
             self.ui.status(f"Waiting for specman's next sync (up to {plan.timeout:.0f} s)")
-        seconds = plan.specman.wait_served(plan.tag, digest, plan.timeout)
+        seconds = plan.specman.wait_served(plan.tag, digest, plan.timeout, report=self.ui.status)
         self.ui.status(f"specman serves {plan.tag} at {digest} ({seconds:.2f} s)")
 
     def parity(self) -> None:
