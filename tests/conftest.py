@@ -17,6 +17,7 @@ import pytest
 
 from tests.fixtures.browser import Browser, start_browser
 from tests.fixtures.certs import Certs, make_certs, make_wrong_ca
+from tests.fixtures.console import ConsoleProcess, start_console
 from tests.fixtures.faultproxy import FaultProxy
 from tests.fixtures.registry import SCRUBBED_ENV, Mode, Registry, start_registry, stop_registry
 from tests.fixtures.serve import ServeProcess, start_serve
@@ -184,3 +185,20 @@ def browser(tmp_path_factory: pytest.TempPathFactory, screenshots: Path) -> Iter
         yield started
     finally:
         started.quit()
+
+
+@pytest.fixture(scope="module")
+def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleProcess]:
+    """A real ``specman console`` over plain HTTP with the test admin password, shared by a test module (modules
+    that need other options define their own ``console``)."""
+    server = start_console(tmp_path_factory.mktemp("console") / "data", tls=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def token(console: ConsoleProcess) -> str:
+    """A session token of the admin on ``console``."""
+    return console.login()

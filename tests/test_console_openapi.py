@@ -16,23 +16,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.fixtures.console import ConsoleProcess, clean_env, start_console
+from tests.fixtures.console import ConsoleProcess, clean_env
 
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
-
-
-@pytest.fixture(scope="module")
-def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleProcess]:
-    server = start_console(tmp_path_factory.mktemp("openapi") / "data", tls=False)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def test_api_conforms_to_its_openapi_document(console: ConsoleProcess, tmp_path: Path) -> None:

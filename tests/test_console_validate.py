@@ -6,32 +6,16 @@ Plain HTTP, TLS + htpasswd (good and bad credentials, missing/wrong CA, insecure
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from specman.oci import RegistryOptions, open_repository, parse_reference, push_artifact
-from tests.fixtures.console import ConsoleProcess, start_console
+from tests.fixtures.console import ConsoleProcess
 from tests.fixtures.registry import Registry, free_port
 
 REPO = "spectro-packs/spectro-manifests/manifest"
 PAYLOAD = Path(__file__).resolve().parents[1] / "examples" / "manifests" / "cloud-types"
-
-
-@pytest.fixture(scope="module")
-def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleProcess]:
-    server = start_console(tmp_path_factory.mktemp("validate") / "data", tls=False)
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def token(console: ConsoleProcess) -> str:
-    return console.login()
 
 
 def _push(registry: Registry, tag: str = "0.0.0") -> None:

@@ -24,7 +24,7 @@ from selenium.webdriver.common.keys import Keys
 from specman.oci import RegistryOptions, open_repository, parse_reference, push_artifact
 from tests.fixtures.browser import Browser
 from tests.fixtures.certs import Certs
-from tests.fixtures.console import ADMIN_PASSWORD, EXAMPLES, ConsoleProcess, ScarServer, start_console, start_scar
+from tests.fixtures.console import ADMIN_PASSWORD, EXAMPLES, ConsoleProcess, ScarServer, start_scar
 from tests.fixtures.registry import Registry, start_registry, stop_registry
 
 REPO = "spectro-packs/spectro-manifests/manifest"
@@ -55,20 +55,6 @@ def registry(tmp_path_factory: pytest.TempPathFactory, certs: Certs) -> Iterator
         yield started
     finally:
         stop_registry(started)
-
-
-@pytest.fixture(scope="module")
-def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleProcess]:
-    server = start_console(tmp_path_factory.mktemp("ui-console") / "data", tls=False)
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def token(console: ConsoleProcess) -> str:
-    return console.login()
 
 
 def _login(browser: Browser, console: ConsoleProcess, page: str = "/registries") -> None:
