@@ -23,6 +23,7 @@ from specman.cli_options import registry_options, registry_options_from
 from specman.console.client import ConsoleClient
 from specman.errors import SpecmanError, UsageError
 from specman.migrate.endpoint import SpecmanEndpoint
+from specman.migrate.parallel import default_processes
 from specman.migrate.run import Migration, MigrationPlan
 from specman.migrate.source import open_source
 from specman.oci import open_target
@@ -91,6 +92,14 @@ def _console_password(path: Path | None) -> str:
     envvar="SPECMAN_WORK_DIR",
     help="Where the archive (and a SCAR URL's copy) are made (default: a temp dir).",
 )
+@click.option(
+    "--processes",
+    type=click.IntRange(min=1, max=16),
+    default=default_processes,
+    show_default="the CPUs, at most 4",
+    envvar="SPECMAN_PROCESSES",
+    help="Processes fetching files over HTTP for the copy and the parity proof of large trees.",
+)
 @click.option("--dry-run", is_flag=True, help="Run the preflight checks and show the plan; change nothing.")
 @click.option("-y", "--yes", is_flag=True, envvar="SPECMAN_YES", help="Do not ask for confirmation.")
 @click.option("--no-rollback", is_flag=True, help="Keep the new SCAR endpoint even when the jobs fail after it.")
@@ -110,7 +119,9 @@ def migrate(ui: UI, /, **kw: Any) -> None:
     tag = target.tag or kw["tag"] or "0.0.0"
     from_tls = TLSOptions(insecure=kw["from_insecure"], ca_file=str(kw["from_ca_file"] or "") or None)
     from_password = read_secret(kw["from_password_file"], "SPECMAN_FROM_PASSWORD", "SCAR password")
-    source = open_source(kw["source"], tls=from_tls, username=kw["from_username"], password=from_password)
+    source = open_source(
+        kw["source"], tls=from_tls, username=kw["from_username"], password=from_password, processes=kw["processes"]
+    )
     console = ConsoleClient(
         kw["console_url"], tls=TLSOptions(ca_file=str(kw["console_ca_file"]) if kw["console_ca_file"] else None)
     )
@@ -133,6 +144,7 @@ def migrate(ui: UI, /, **kw: Any) -> None:
             rollback=not kw["no_rollback"],
             dry_run=kw["dry_run"],
             timeout=kw["timeout"],
+            processes=kw["processes"],
         )
         confirm = None if kw["yes"] or kw["dry_run"] else (lambda text: click.confirm(text, err=True))
         run_migration(plan, ui, as_json=kw["as_json"], confirm=confirm)

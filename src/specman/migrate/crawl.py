@@ -30,9 +30,9 @@ from urllib.parse import quote, unquote, urlsplit
 import httpx
 
 from specman.errors import ContentError, SpecmanError
-from specman.oci.http import map_transport_errors
+from specman.oci.http import TLSOptions, make_client, map_transport_errors
 
-__all__ = ["FileState", "HttpTree", "Listing", "safe_segment"]
+__all__ = ["FileState", "HttpTree", "Listing", "Site", "safe_segment"]
 
 MAX_LISTING_BYTES: Final = 64 << 20
 MAX_ENTRIES: Final = 2_000_000
@@ -126,25 +126,42 @@ def _url_path(path: str) -> str:
     return quote(path, safe="/")
 
 
-class HttpTree:
-    """A tree under ``base_url`` (its root directory), read ``workers`` requests at a time with clients made by
-    ``make_client`` (TLS and credentials set up by the caller) — one per thread: threads sharing one connection pool
-    wait on its lock, which cost a third of the time of 10,000 small GETs.  ``name`` names it in errors ("the SCAR",
-    "specman").  ``close`` closes the clients."""
+@dataclass(frozen=True)
+class Site:
+    """Where a tree is and how to reach it: its root URL, TLS, Basic credentials, ``workers`` requests at a time,
+    and ``name`` for errors ("the SCAR ...", "specman ...").  Plain data, so a helper process can reach it too."""
 
-    def __init__(self, make_client: Callable[[], httpx.Client], base_url: str, *, name: str, workers: int = 8) -> None:
-        url = httpx.URL(base_url)
+    base_url: str
+    name: str
+    tls: TLSOptions = field(default_factory=TLSOptions)
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    workers: int = 8
+
+
+class HttpTree:
+    """A tree served at ``site``, read with one HTTP client per worker thread (threads sharing one connection pool
+    wait on its lock, which cost a third of the time of 10,000 small GETs), the TLS context made once and shared.
+    ``close`` closes the clients and stops the threads."""
+
+    def __init__(self, site: Site) -> None:
+        url = httpx.URL(site.base_url)
         if url.scheme not in ("http", "https") or not url.host:
-            raise SpecmanError(f"{name}: {base_url!r} is not an http:// or https:// URL")
-        self.make_client = make_client
+            raise SpecmanError(f"{site.name}: {site.base_url!r} is not an http:// or https:// URL")
+        self.site = site
         self.base = str(url.copy_with(query=None, fragment=None)).rstrip("/") + "/"
         self.host = url.netloc.decode("ascii")
-        self.name = name
-        self.workers = workers
+        self.name = site.name
+        self.workers = site.workers
+        self._verify = site.tls.ssl_context()  # a bad CA file fails here, once
+        self._auth = httpx.BasicAuth(site.username, site.password or "") if site.username else None
         self._local = threading.local()
         self._clients: list[httpx.Client] = []
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
+
+    def make_client(self) -> httpx.Client:
+        return make_client(self.site.tls, auth=self._auth, timeout=60.0, verify=self._verify)
 
     @property
     def pool(self) -> ThreadPoolExecutor:
@@ -182,7 +199,7 @@ class HttpTree:
 
     def listing(self, directory: str) -> Listing:
         """The entries of ``directory`` ("" for the root, else "a/b/")."""
-        what = "/" + directory
+        what = "/" + _url_path(directory)
         with (
             map_transport_errors(self.host),
             self.client.stream("GET", self.url(directory), headers={"Accept": _ACCEPT}) as response,
@@ -256,7 +273,7 @@ class HttpTree:
             if response.status_code == 404:
                 return None
             if response.status_code != 200:
-                raise self._fail("/" + path, response)
+                raise self._fail("/" + _url_path(path), response)
             digest, size = hashlib.sha256(), 0
             out, tmp = None, ""
             if into is not None:

@@ -17,7 +17,7 @@ from urllib.parse import quote
 import httpx
 
 from specman.errors import SpecmanError
-from specman.migrate.crawl import HttpTree
+from specman.migrate.crawl import HttpTree, Site
 from specman.oci.http import TLSOptions, make_client, map_transport_errors
 from specman.oci.manifest import OCI_MANIFEST
 
@@ -117,17 +117,14 @@ class SpecmanEndpoint:
                 )
             time.sleep(poll)
 
-    def _new_client(self) -> httpx.Client:
-        return make_client(self.tls, timeout=60.0)
-
     def tree(self) -> HttpTree:
         """The merged view (the caller closes it)."""
-        return HttpTree(self._new_client, self.url + "/", name=f"specman {self.host}", workers=self.workers)
+        return HttpTree(Site(self.url + "/", f"specman {self.host}", self.tls, workers=self.workers))
 
     def version_tree(self, tag: str) -> HttpTree:
         """One tag's version alone (the caller closes it)."""
         base = f"{self.url}/_specman/versions/{quote(tag, safe='')}/"
-        return HttpTree(self._new_client, base, name=f"specman {self.host} version {tag}", workers=self.workers)
+        return HttpTree(Site(base, f"specman {self.host} version {tag}", self.tls, workers=self.workers))
 
     @property
     def ca_pem(self) -> str:

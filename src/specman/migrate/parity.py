@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from specman.migrate.crawl import HttpTree
+from specman.migrate.parallel import fetch_all
 
 __all__ = ["ParityReport", "prove_parity"]
 
@@ -58,6 +59,7 @@ def prove_parity(
     version: HttpTree,
     *,
     progress: Callable[[int], None] | None = None,
+    processes: int = 1,
 ) -> ParityReport:
     """Compare the source as ``read_source`` finds it now (path → sha256) with what ``served`` answers for each of
     its paths, and the listing of ``version`` (the pushed tag alone) with the source's paths.
@@ -67,7 +69,7 @@ def prove_parity(
     with ThreadPoolExecutor(2, thread_name_prefix="specman-parity") as pool:
         again = pool.submit(read_source)
         listed = pool.submit(version.walk)
-        found = served.fetch_all(paths, progress=progress)
+        found = fetch_all(served, paths, progress=progress, processes=processes)
         expected = again.result()
         found = {path: found[path] for path in expected if path in found}
         found |= served.fetch_all([path for path in expected if path not in found], progress=progress)

@@ -34,6 +34,7 @@ from specman.migrate.consoleops import (
     switch_scar,
 )
 from specman.migrate.endpoint import SpecmanEndpoint
+from specman.migrate.parallel import helper_peak_rss
 from specman.migrate.parity import prove_parity
 from specman.migrate.preflight import Preflight, disk_needed, free_bytes, same_source
 from specman.migrate.source import Source, UrlSource
@@ -62,6 +63,7 @@ class MigrationPlan:
     dry_run: bool = False
     timeout: float = 300.0
     registry_name: str = "spectro-manifests"
+    processes: int = 1  # processes fetching over HTTP (the copy from a SCAR URL, the parity proof)
 
 
 class Migration:
@@ -125,6 +127,8 @@ class Migration:
             return self.summary
         finally:
             self.summary["durations"]["total"] = round(time.monotonic() - started, 3)
+            if helper_peak_rss():
+                self.summary["helperPeakRssMiB"] = round(helper_peak_rss() / (1 << 20), 1)
 
     def preflight(self) -> None:
         plan = self.plan
@@ -297,7 +301,12 @@ class Migration:
             served, version = plan.specman.tree(), plan.specman.version_tree(plan.tag)
             try:
                 report = prove_parity(
-                    lambda: plan.source.digests(advance_source), self.sizes, served, version, progress=advance
+                    lambda: plan.source.digests(advance_source),
+                    self.sizes,
+                    served,
+                    version,
+                    progress=advance,
+                    processes=plan.processes,
                 )
             finally:
                 served.close()

@@ -18,11 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
-import httpx
-
 from specman.errors import SpecmanError, UsageError
-from specman.migrate.crawl import FileState, HttpTree
-from specman.oci.http import TLSOptions, make_client
+from specman.migrate.crawl import FileState, HttpTree, Site
+from specman.migrate.parallel import fetch_all
+from specman.oci.http import TLSOptions
 
 __all__ = ["DirectorySource", "Source", "UrlSource", "open_source"]
 
@@ -118,12 +117,10 @@ class UrlSource:
         username: str | None = None,
         password: str | None = None,
         workers: int = 8,
+        processes: int = 1,
     ) -> None:
-        auth = httpx.BasicAuth(username, password or "") if username else None
-        tls.ssl_context()  # a bad --from-ca-file fails here, once, not in every thread
-        self.tree = HttpTree(
-            lambda: make_client(tls, auth=auth, timeout=60.0), url, name=f"the SCAR {url}", workers=workers
-        )
+        self.tree = HttpTree(Site(url, f"the SCAR {url}", tls, username, password, workers))
+        self.processes = processes
         self.display = self.tree.base
         self._inventory: dict[str, int] | None = None
         self._states: dict[str, FileState] = {}
@@ -138,7 +135,7 @@ class UrlSource:
         mirror = work / "mirror"
         shutil.rmtree(mirror, ignore_errors=True)
         mirror.mkdir(parents=True)
-        found = self.tree.fetch_all(self.inventory(), mirror=mirror, progress=progress)
+        found = fetch_all(self.tree, self.inventory(), mirror=mirror, progress=progress, processes=self.processes)
         gone = [path for path, state in found.items() if state is None]
         if gone:
             raise SpecmanError(
@@ -150,7 +147,7 @@ class UrlSource:
     def digests(self, progress: Progress | None = None) -> dict[str, str]:
         """Walk the server again and hash what it serves now (unchanged files answer 304 to the validators)."""
         self._inventory = None
-        found = self.tree.fetch_all(self.inventory(), progress=progress, known=self._states)
+        found = fetch_all(self.tree, self.inventory(), progress=progress, known=self._states, processes=self.processes)
         return {path: state.sha256 for path, state in found.items() if state is not None}
 
     def close(self) -> None:
@@ -163,10 +160,11 @@ def open_source(
     tls: TLSOptions,
     username: str | None = None,
     password: str | None = None,
+    processes: int = 1,
 ) -> Source:
     """``--from``: an ``http(s)://`` URL is the running SCAR, anything else a directory."""
     if value.lower().startswith(("http://", "https://")):
-        return UrlSource(value, tls=tls, username=username, password=password)
+        return UrlSource(value, tls=tls, username=username, password=password, processes=processes)
     if "://" in value:
         raise UsageError(f"--from {value!r}: expected a directory or an http:// or https:// URL")
     return DirectorySource(Path(value))

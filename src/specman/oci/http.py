@@ -97,9 +97,17 @@ class RetryPolicy:
     wait_jitter: float = 1.0
 
 
-def make_client(tls: TLSOptions, *, auth: httpx.Auth | None = None, timeout: float = 30.0) -> httpx.Client:
+def make_client(
+    tls: TLSOptions,
+    *,
+    auth: httpx.Auth | None = None,
+    timeout: float = 30.0,
+    verify: ssl.SSLContext | bool | None = None,
+) -> httpx.Client:
+    """The one way specman builds an HTTP client; ``verify`` passes a context already made from ``tls`` (clients
+    of one site in several threads share it: loading the system CAs costs a few MiB and milliseconds each time)."""
     return httpx.Client(
-        verify=tls.ssl_context(),
+        verify=tls.ssl_context() if verify is None else verify,
         auth=auth,
         timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
         follow_redirects=True,
