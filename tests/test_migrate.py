@@ -271,8 +271,8 @@ def test_wrong_console_password_fails_in_preflight_and_changes_nothing(world: Wo
     assert result.code == 1
     result.clean(world)
     assert "FAIL console: console 127.0.0.1" in result.stderr and "HTTP 401" in result.stderr
-    assert "not checked: no console session" in result.stderr
-    assert "preflight failed (2 problem(s), nothing was changed)" in result.stderr
+    assert "skip console registry: not checked: no console session" in result.stderr
+    assert "preflight failed (1 problem, nothing was changed): console: " in result.stderr
     assert result.summary["failedPhase"] == "preflight"
     assert world.tags() == []  # nothing pushed
     world.files["console_pw"].write_text(ADMIN_PASSWORD + "\n")

@@ -24,9 +24,10 @@ class Check:
     name: str
     ok: bool
     message: str
+    skipped: bool = False
 
     def line(self) -> str:
-        return f"{'ok  ' if self.ok else 'FAIL'} {self.name}: {self.message}"
+        return f"{'ok  ' if self.ok else 'skip' if self.skipped else 'FAIL'} {self.name}: {self.message}"
 
 
 def disk_needed(sizes: dict[str, int], *, mirror: bool) -> int:
@@ -65,12 +66,13 @@ class Preflight:
         self.checks: list[Check] = []
         self.report = report
 
-    def run(self, name: str, func: Callable[[], str], *, hint: str = "") -> bool:
+    def run(self, name: str, func: Callable[[], str], *, hint: str = "", auth_hint: str = "") -> bool:
+        """``hint`` follows any failure's message, ``auth_hint`` a refusal of credentials."""
         try:
             message = func()
             check = Check(name, True, message)
         except (AuthenticationError, AuthorizationError) as exc:
-            check = Check(name, False, f"{exc}{hint}")
+            check = Check(name, False, f"{exc}{auth_hint or hint}")
         except ConsoleError as exc:
             extra = " (check --console-user and the console password)" if exc.status == 401 else ""
             check = Check(name, False, f"{exc}{extra}")
@@ -81,7 +83,7 @@ class Preflight:
         return check.ok
 
     def skip(self, name: str, reason: str) -> None:
-        check = Check(name, False, f"not checked: {reason}")
+        check = Check(name, False, f"not checked: {reason}", skipped=True)
         self.checks.append(check)
         self.report(check)
 
@@ -90,4 +92,5 @@ class Preflight:
         return all(c.ok for c in self.checks)
 
     def failures(self) -> list[Check]:
-        return [c for c in self.checks if not c.ok]
+        """The checks that failed (not those skipped because of them)."""
+        return [c for c in self.checks if not c.ok and not c.skipped]

@@ -196,8 +196,8 @@ class Migration:
                 )
             return f"{plan.work_dir}: {free >> 20} MiB free, {needed >> 20} MiB needed"
 
-        has_source = checks.run("source", source, hint=" (check --from and its credentials)")
-        checks.run("registry", registry, hint=" (check the credentials for --to; they need push rights)")
+        has_source = checks.run("source", source, auth_hint=" (check --from-username and SPECMAN_FROM_PASSWORD)")
+        checks.run("registry", registry, auth_hint=" (check the credentials for --to: they need push rights)")
         if checks.run("console", console):
             if self._remote is not None:
                 checks.run("console registry", console_registry)
@@ -211,8 +211,9 @@ class Migration:
         self.summary["preflight"] = [c.__dict__ for c in checks.checks]
         if not checks.ok:
             first = checks.failures()[0]
+            count = len(checks.failures())
             raise MigrationError(
-                f"preflight failed ({len(checks.failures())} problem(s), nothing was changed): {first.name}: "
+                f"preflight failed ({count} problem{'s' if count > 1 else ''}, nothing was changed): {first.name}: "
                 f"{first.message}"
             )
 
