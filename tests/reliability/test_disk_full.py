@@ -1,0 +1,141 @@
+"""Case 9 — disk full: the data dir on a size-limited tmpfs (mounted by the test; skipped without the rights).
+
+Each trial mounts a tmpfs just big enough for version A plus a random part of what syncing B needs — in bytes
+(``size=``) or in inodes (``nr_inodes=``), so the sync runs out at different steps (extracting, recording,
+merging the generation) — and starts ``serve`` there.  Held when: the sync fails with "disk full" and no
+traceback, the old view A stays served and ready, no leftovers remain, and once the filesystem is grown
+(``mount -o remount``) the next sync publishes B.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.registry import Registry
+from tests.fixtures.serve import start_serve
+from tests.reliability.conftest import Results, Scale, scales
+from tests.test_serve_process import (
+    View,
+    _assert_clean,
+    _check_served_view,
+    _copy_data,
+    _files,
+    _paths,
+    _push,
+    _read_tree,
+    _source,
+    _status,
+    _sync_once,
+)
+
+WAIT = 120.0
+
+
+def _mount(point: Path, options: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)], capture_output=True, text=True, check=False
+    )
+
+
+@contextmanager
+def _tmpfs(point: Path, options: str) -> Iterator[Path]:
+    point.mkdir(parents=True, exist_ok=True)
+    proc = _mount(point, options)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root / CAP_SYS_ADMIN): {proc.stderr.strip()}")
+    try:
+        yield point
+    finally:
+        if subprocess.run(["umount", str(point)], capture_output=True, check=False).returncode != 0:
+            subprocess.run(["umount", "-l", str(point)], capture_output=True, check=False)
+
+
+def _used(point: Path) -> tuple[int, int]:
+    st = os.statvfs(point)
+    return (st.f_blocks - st.f_bfree) * st.f_frsize, st.f_files - st.f_ffree
+
+
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize("scale", scales(Scale("short", 2), Scale("long", 12)))
+def test_disk_full(plain_registry: Registry, tmp_path: Path, results: Results, scale: Scale) -> None:
+    result = results("9. disk full (tmpfs size / inode limit)", scale.name)
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
+    name = f"disk-full/{uuid.uuid4().hex[:10]}"
+    base = _paths("d", 100)
+    files_a = _files("A", base)
+    digest_a = _push(plain_registry, name, "1.0.0", files_a, tmp_path)
+    source = _source(plain_registry, name)
+    data_a = tmp_path / "data-a"
+    assert _sync_once(source, data_a).returncode == 0
+    files_b1 = {**_files("B1", base), **{f"big/{i}.bin": os.urandom(512 << 10) for i in range(8)}}
+    files_b2 = _files("B2", _paths("many", 400))
+    digest_b1 = _push(plain_registry, name, "1.0.0", files_b1, tmp_path)
+    digest_b2 = _push(plain_registry, name, "2.0.0", files_b2, tmp_path)
+    a = View("A", files_a, {"1.0.0": digest_a}, {"1.0.0": files_a})
+    b = View(
+        "B", {**files_b1, **files_b2}, {"1.0.0": digest_b1, "2.0.0": digest_b2}, {"1.0.0": files_b1, "2.0.0": files_b2}
+    )
+    # what A takes on a tmpfs, and what syncing B adds (bytes, inodes)
+    with _tmpfs(tmp_path / "measure", "size=512m") as roomy:
+        _copy_data(data_a, roomy / "data")
+        used_a = _used(roomy)
+        assert _sync_once(source, roomy / "data").returncode == 0
+        used_b = _used(roomy)
+    extra = (used_b[0] - used_a[0], used_b[1] - used_a[1])
+    steps: dict[str, int] = {}
+    for number in range(scale.trials):
+        by_inodes = number % 2 == 1
+        fraction = rng.uniform(0.05, 0.9)
+        if by_inodes:
+            options = f"size=512m,nr_inodes={used_a[1] + 1 + int(fraction * extra[1])}"
+        else:
+            options = f"size={(used_a[0] + int(fraction * extra[0])) // 1024 + 64}k"
+        why = ""
+        with _tmpfs(tmp_path / f"disk-{number}", options) as point:
+            data = _copy_data(data_a, point / "data")
+            server = start_serve(source, data, extra_args=["--interval", "1s"])
+            try:
+                failed = server.wait_log("disk full", timeout=WAIT)
+                log = server.log_text()
+                line = next((ln for ln in log.splitlines() if "disk full" in ln), "")
+                step = line.split("disk full while ", 1)[-1].split(" (")[0].split('"')[0][:40] if line else "?"
+                steps[step] = steps.get(step, 0) + 1
+                view = _check_served_view(server, [a, b], rng, sample=40)
+                if _status(server)["sync"]["state"] != "syncing":  # a retry may be using staging right now
+                    _assert_clean(data)
+                if not failed or view is not a or "Traceback" in log:
+                    why = f"{options}: disk full logged {failed}, view {view.name}, traceback {'Traceback' in log}"
+                else:
+                    grow = subprocess.run(
+                        ["mount", "-o", "remount,size=512m,nr_inodes=100000", str(point)],
+                        capture_output=True,
+                        text=True,
+                        check=False,
+                    )
+                    assert grow.returncode == 0, grow.stderr
+                    deadline = time.monotonic() + WAIT
+                    while _status(server)["tags"] != b.tags and time.monotonic() < deadline:
+                        time.sleep(0.2)
+                    if _status(server)["tags"] != b.tags or _read_tree(data / "current" / "tree") != b.files:
+                        why = f"{options}: no recovery to B after growing the filesystem"
+            except AssertionError as exc:
+                why = f"{options}: {str(exc)[:300]}"
+            finally:
+                server.kill9()
+        result.trial(not why, f"seed {seed}: {why}")
+    result.figures = {
+        "limits": "bytes and inodes, alternately",
+        "B needs": f"{extra[0] >> 20} MiB, {extra[1]} inodes",
+        "failed while": ", ".join(f"{k} {v}" for k, v in sorted(steps.items())),
+    }
+    result.check()
