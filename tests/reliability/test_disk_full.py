@@ -4,7 +4,8 @@ Each trial mounts a tmpfs just big enough for version A plus a random part of wh
 (``size=``) or in inodes (``nr_inodes=``), so the sync runs out at different steps (extracting, recording,
 merging the generation) — and starts ``serve`` there.  Held when: the sync fails with "disk full" and no
 traceback, the old view A stays served and ready, no leftovers remain, and once the filesystem is grown
-(``mount -o remount``) the next sync publishes B.
+(``mount -o remount``) the next sync publishes B.  Tag by tag: 1.0.0 keeps version A while its new version does
+not fit; 2.0.0, new, may be added when it fits.
 """
 
 from __future__ import annotations
@@ -82,6 +83,13 @@ def test_disk_full(plain_registry: Registry, tmp_path: Path, results: Results, s
     digest_b1 = _push(plain_registry, name, "1.0.0", files_b1, tmp_path)
     digest_b2 = _push(plain_registry, name, "2.0.0", files_b2, tmp_path)
     a = View("A", files_a, {"1.0.0": digest_a}, {"1.0.0": files_a})
+    # 2.0.0 may be added while 1.0.0's new version does not fit: each tag stays one complete version
+    a2 = View(
+        "A+2.0.0",
+        {**files_a, **files_b2},
+        {"1.0.0": digest_a, "2.0.0": digest_b2},
+        {"1.0.0": files_a, "2.0.0": files_b2},
+    )
     b = View(
         "B", {**files_b1, **files_b2}, {"1.0.0": digest_b1, "2.0.0": digest_b2}, {"1.0.0": files_b1, "2.0.0": files_b2}
     )
@@ -110,10 +118,10 @@ def test_disk_full(plain_registry: Registry, tmp_path: Path, results: Results, s
                 line = next((ln for ln in log.splitlines() if "disk full" in ln), "")
                 step = line.split("disk full while ", 1)[-1].split(" (")[0].split('"')[0][:40] if line else "?"
                 steps[step] = steps.get(step, 0) + 1
-                view = _check_served_view(server, [a, b], rng, sample=40)
+                view = _check_served_view(server, [a, a2, b], rng, sample=40)
                 if _status(server)["sync"]["state"] != "syncing":  # a retry may be using staging right now
                     _assert_clean(data)
-                if not failed or view is not a or "Traceback" in log:
+                if not failed or view is b or "Traceback" in log:
                     why = f"{options}: disk full logged {failed}, view {view.name}, traceback {'Traceback' in log}"
                 else:
                     grow = subprocess.run(

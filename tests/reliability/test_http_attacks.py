@@ -26,7 +26,7 @@ import pytest
 from specman.oci import LayoutRepository, push_artifact
 from tests.fixtures.console import start_console
 from tests.fixtures.serve import start_serve
-from tests.reliability._common import percentile
+from tests.reliability._common import percentile, wait_for
 from tests.reliability.conftest import Results, Scale, raise_nofile, scales
 from tests.test_serve_process import _files, _paths, _write_tree
 
@@ -126,6 +126,8 @@ def targets(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Targ
     push_artifact(LayoutRepository(layout, create=True), tree, "1.0.0")
     data = work / "data"
     server = start_serve([str(layout), "--oci-layout"], data, extra_args=["--interval", "1h"])
+    with server.client() as client:  # healthy is not ready: wait for the first generation
+        assert wait_for(lambda: client.get("/readyz").status_code == 200, 120), server.log_tail()
     # a published tree tampered with: symlinks pointing out of it (the server must not follow them)
     published = (data / "current").resolve() / "tree"
     (published / "out-etc").symlink_to("/etc")
