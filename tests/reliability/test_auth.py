@@ -25,7 +25,7 @@ from specman.console.auth import LOCK_THRESHOLD
 from specman.server.guards import BasicAuth
 from tests.conftest import ServeFactory
 from tests.fixtures.console import ADMIN_PASSWORD, ConsoleProcess, start_console
-from tests.reliability.conftest import Results, Scale, scales
+from tests.reliability.conftest import Result, Results, Scale, scales
 from tests.test_console_api import PROTECTED
 from tests.test_serve_process import _files, _paths, _write_tree
 
@@ -48,9 +48,16 @@ def consoles(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Console
         other.stop()
 
 
-def test_console_token_matrix(consoles: tuple[ConsoleProcess, ConsoleProcess], results: Results) -> None:
+@pytest.mark.parametrize("scale", scales(Scale("short", 1), Scale("long", 5)))
+def test_console_token_matrix(consoles: tuple[ConsoleProcess, ConsoleProcess], results: Results, scale: Scale) -> None:
+    result = results("7a. auth: console endpoints × bad credentials", scale.name)
+    for _ in range(scale.trials):
+        _token_matrix(consoles, result)
+    result.check()
+
+
+def _token_matrix(consoles: tuple[ConsoleProcess, ConsoleProcess], result: Result) -> None:
     main, other = consoles
-    result = results("7a. auth: console endpoints × bad credentials")
     expired = main.login()
     revoked = main.login()
     with main.client(revoked) as c:
@@ -89,7 +96,6 @@ def test_console_token_matrix(consoles: tuple[ConsoleProcess, ConsoleProcess], r
         service = c.get("/v1/system/specman/source", headers={"Authorization": f"Bearer {SERVICE_TOKEN}"})
         assert service.status_code in (200, 404), service.text
     result.figures = {"endpoints": len(PROTECTED), "credential kinds": len(credentials), "answers": "401/403 only"}
-    result.check()
 
 
 @pytest.mark.parametrize("scale", scales(Scale("short", 1, size=60), Scale("long", 3, size=400)))
