@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import subprocess
 import time
 import uuid
@@ -116,7 +117,8 @@ def test_disk_full(plain_registry: Registry, tmp_path: Path, results: Results, s
                 failed = server.wait_log("disk full", timeout=WAIT)
                 log = server.log_text()
                 line = next((ln for ln in log.splitlines() if "disk full" in ln), "")
-                step = line.split("disk full while ", 1)[-1].split(" (")[0].split('"')[0][:40] if line else "?"
+                step = line.split("disk full while ", 1)[-1].split(" (")[0].split(":")[0].split('"')[0] if line else "?"
+                step = re.sub(r"(generation|version) \S+", r"\1", step)
                 steps[step] = steps.get(step, 0) + 1
                 view = _check_served_view(server, [a, a2, b], rng, sample=40)
                 if _status(server)["sync"]["state"] != "syncing":  # a retry may be using staging right now
