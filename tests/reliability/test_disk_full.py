@@ -5,7 +5,7 @@ Each trial mounts a tmpfs just big enough for version A plus a random part of wh
 merging the generation) — and starts ``serve`` there.  Held when: the sync fails with "disk full" and no
 traceback, the old view A stays served and ready, no leftovers remain, and once the filesystem is grown
 (``mount -o remount``) the next sync publishes B.  Tag by tag: 1.0.0 keeps version A while its new version does
-not fit; 2.0.0, new, may be added when it fits.
+not fit; 2.0.0, new, may be added when it fits (and 1.0.0 may move to its new version while 2.0.0 does not fit).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import pytest
 
 from tests.fixtures.registry import Registry
 from tests.fixtures.serve import start_serve
+from tests.reliability._common import Reader
 from tests.reliability.conftest import Results, Scale, scales
 from tests.test_serve_process import (
     View,
@@ -37,6 +38,7 @@ from tests.test_serve_process import (
     _source,
     _status,
     _sync_once,
+    _unreachable,
 )
 
 WAIT = 120.0
@@ -66,6 +68,55 @@ def _used(point: Path) -> tuple[int, int]:
     return (st.f_blocks - st.f_bfree) * st.f_frsize, st.f_files - st.f_ffree
 
 
+def _trial(
+    source: list[str], data: Path, point: Path, views: list[View], rng: random.Random, steps: dict[str, int]
+) -> str:
+    """One full disk: "" when it held, else why not.  ``views`` are A, A+2.0.0, B1 (1.0.0 moved alone), B."""
+    a, b = views[0], views[-1]
+    server = start_serve(source, data, extra_args=["--interval", "1s"])
+    try:
+        if not server.wait_log("disk full", timeout=WAIT):
+            return "no 'disk full' in the log"
+        line = next((ln for ln in server.log_text().splitlines() if "disk full" in ln), "")
+        step = line.split("disk full while ", 1)[-1].split(" (")[0].split(":")[0].split('"')[0]
+        step = re.sub(r"(generation|version) \S+", r"\1", step)
+        steps[step] = steps.get(step, 0) + 1
+        # while its sync keeps failing, the server stays ready and serves 1.0.0 whole (A, or B1 if it fitted)
+        with Reader.of_views(server, [a.files, views[2].files]) as reader:
+            time.sleep(2.0)
+        with server.client() as client:
+            ready = client.get("/readyz").status_code
+        if reader.bad or not reader.requests or ready != 200:
+            return f"while failing: readyz {ready}, {len(reader.bad)} bad of {reader.requests}: {reader.bad[:2]}"
+    finally:
+        server.kill9()
+    if "Traceback" in server.log_text():
+        return "a traceback in the log"
+    # what the failing syncs left, checked on a server nobody syncs: clean, and each tag one complete version
+    checker = start_serve(_unreachable(), data, extra_args=["--interval", "1h"])
+    try:
+        _assert_clean(data)
+        view = _check_served_view(checker, views, rng, sample=40)
+    finally:
+        checker.kill9()
+    if view is b:
+        return "B was published although the disk was full"
+    grow = subprocess.run(
+        ["mount", "-o", "remount,size=512m,nr_inodes=100000", str(point)], capture_output=True, text=True, check=False
+    )
+    assert grow.returncode == 0, grow.stderr
+    again = start_serve(source, data, extra_args=["--interval", "1s"])
+    try:
+        deadline = time.monotonic() + WAIT
+        while _status(again)["tags"] != b.tags and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if _status(again)["tags"] != b.tags or _read_tree(data / "current" / "tree") != b.files:
+            return "no recovery to B after growing the filesystem"
+    finally:
+        again.kill9()
+    return ""
+
+
 @pytest.mark.timeout(1800)
 @pytest.mark.parametrize("scale", scales(Scale("short", 2), Scale("long", 12)))
 def test_disk_full(plain_registry: Registry, tmp_path: Path, results: Results, scale: Scale) -> None:
@@ -84,7 +135,9 @@ def test_disk_full(plain_registry: Registry, tmp_path: Path, results: Results, s
     digest_b1 = _push(plain_registry, name, "1.0.0", files_b1, tmp_path)
     digest_b2 = _push(plain_registry, name, "2.0.0", files_b2, tmp_path)
     a = View("A", files_a, {"1.0.0": digest_a}, {"1.0.0": files_a})
-    # 2.0.0 may be added while 1.0.0's new version does not fit: each tag stays one complete version
+    # tag by tag: 2.0.0 may be added while 1.0.0's new version does not fit, or 1.0.0 move while 2.0.0 does not
+    # fit; each tag is always one complete version
+    b1 = View("B1", files_b1, {"1.0.0": digest_b1}, {"1.0.0": files_b1})
     a2 = View(
         "A+2.0.0",
         {**files_a, **files_b2},
@@ -109,40 +162,12 @@ def test_disk_full(plain_registry: Registry, tmp_path: Path, results: Results, s
             options = f"size=512m,nr_inodes={used_a[1] + 1 + int(fraction * extra[1])}"
         else:
             options = f"size={(used_a[0] + int(fraction * extra[0])) // 1024 + 64}k"
-        why = ""
         with _tmpfs(tmp_path / f"disk-{number}", options) as point:
-            data = _copy_data(data_a, point / "data")
-            server = start_serve(source, data, extra_args=["--interval", "1s"])
             try:
-                failed = server.wait_log("disk full", timeout=WAIT)
-                log = server.log_text()
-                line = next((ln for ln in log.splitlines() if "disk full" in ln), "")
-                step = line.split("disk full while ", 1)[-1].split(" (")[0].split(":")[0].split('"')[0] if line else "?"
-                step = re.sub(r"(generation|version) \S+", r"\1", step)
-                steps[step] = steps.get(step, 0) + 1
-                view = _check_served_view(server, [a, a2, b], rng, sample=40)
-                if _status(server)["sync"]["state"] != "syncing":  # a retry may be using staging right now
-                    _assert_clean(data)
-                if not failed or view is b or "Traceback" in log:
-                    why = f"{options}: disk full logged {failed}, view {view.name}, traceback {'Traceback' in log}"
-                else:
-                    grow = subprocess.run(
-                        ["mount", "-o", "remount,size=512m,nr_inodes=100000", str(point)],
-                        capture_output=True,
-                        text=True,
-                        check=False,
-                    )
-                    assert grow.returncode == 0, grow.stderr
-                    deadline = time.monotonic() + WAIT
-                    while _status(server)["tags"] != b.tags and time.monotonic() < deadline:
-                        time.sleep(0.2)
-                    if _status(server)["tags"] != b.tags or _read_tree(data / "current" / "tree") != b.files:
-                        why = f"{options}: no recovery to B after growing the filesystem"
+                why = _trial(source, _copy_data(data_a, point / "data"), point, [a, a2, b1, b], rng, steps)
             except AssertionError as exc:
-                why = f"{options}: {str(exc)[:300]}"
-            finally:
-                server.kill9()
-        result.trial(not why, f"seed {seed}: {why}")
+                why = str(exc)[:300]
+        result.trial(not why, f"seed {seed} {options}: {why}")
     result.figures = {
         "limits": "bytes and inodes, alternately",
         "B needs": f"{extra[0] >> 20} MiB, {extra[1]} inodes",
