@@ -10,9 +10,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
 
@@ -83,7 +81,3 @@ def wait_for(check: object, timeout: float, interval: float = 0.1) -> bool:
             return True
         time.sleep(interval)
     return bool(check())  # type: ignore[operator]
-
-
-def files_of(paths: Iterator[Path]) -> int:
-    return sum(1 for _ in paths)
