@@ -10,6 +10,7 @@ from specman.oci.artifact import (
     extract_layer_into,
     pull_artifact,
     push_artifact,
+    reject_container_image,
     resolve_image_manifest,
 )
 from specman.oci.auth import RegistryAuth
@@ -50,5 +51,6 @@ __all__ = [
     "parse_repository",
     "pull_artifact",
     "push_artifact",
+    "reject_container_image",
     "resolve_image_manifest",
 ]

@@ -32,7 +32,15 @@ from specman.oci.manifest import (
 )
 from specman.oci.repository import Repository
 
-__all__ = ["PullResult", "PushResult", "extract_layer_into", "pull_artifact", "push_artifact", "resolve_image_manifest"]
+__all__ = [
+    "PullResult",
+    "PushResult",
+    "extract_layer_into",
+    "pull_artifact",
+    "push_artifact",
+    "reject_container_image",
+    "resolve_image_manifest",
+]
 
 ARCHIVE_NAME = "manifests.tgz"
 StartProgress = Callable[[str, int], Progress]
@@ -130,6 +138,21 @@ def resolve_image_manifest(repo: Repository, reference: str) -> Manifest:
     return manifest
 
 
+#: Configs of container images: their layers are root filesystems, never a tree of manifests to serve.
+IMAGE_CONFIG_MEDIA_TYPES = (
+    "application/vnd.oci.image.config.v1+json",
+    "application/vnd.docker.container.image.v1+json",
+)
+
+
+def reject_container_image(manifest: Manifest, what: str) -> None:
+    """ContentError when ``manifest`` is a container image (pushed to the manifests repository by mistake)."""
+    if manifest.config is not None and manifest.config.media_type in IMAGE_CONFIG_MEDIA_TYPES:
+        raise ContentError(
+            f"{what} is a container image (config media type {manifest.config.media_type}), not a manifests artifact"
+        )
+
+
 def _safe_title(desc: Descriptor, index: int) -> str:
     title = desc.title or f"layer-{index}-{desc.digest.removeprefix('sha256:')[:12]}"
     if "/" in title or title in (".", "..") or "\x00" in title or title.startswith("."):
@@ -173,6 +196,7 @@ def pull_artifact(
     if not manifest.layers:
         raise ContentError(f"{repo.display}:{reference} has no layers")
     if extract:
+        reject_container_image(manifest, f"{repo.display}:{reference}")
         if len(manifest.layers) != 1:
             raise ContentError(
                 f"{repo.display}:{reference} has {len(manifest.layers)} layers; specman extracts artifacts with one "

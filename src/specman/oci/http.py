@@ -1,7 +1,8 @@
 """The one place specman talks HTTP to registries: TLS, timeouts, retries and error mapping.
 
 * ``TLSOptions`` / ``make_client``: an ``httpx.Client`` that trusts the system CAs (plus ``--ca-file``), or
-  skips verification (``--insecure``), with timeouts on every phase.  OpenSSL's own ``SSL_CERT_FILE`` /
+  skips verification (``--insecure``), with timeouts on every phase and a low-speed limit
+  (``lowspeed.py``).  OpenSSL's own ``SSL_CERT_FILE`` /
   ``SSL_CERT_DIR`` select the system store as they do for curl and Go tools; requests' ``REQUESTS_CA_BUNDLE``
   is ignored unless ``TLSOptions.trust_env_ca`` asks for it.
 * ``map_transport_errors``: turns httpx/OS exceptions into ``specman.errors.TransportError`` with one line
@@ -40,6 +41,7 @@ from specman.errors import (
     TransportError,
 )
 from specman.oci.auth import merge_scopes
+from specman.oci.lowspeed import LowSpeedTransport
 
 __all__ = [
     "RETRY_STATUSES",
@@ -104,15 +106,19 @@ def make_client(
     timeout: float = 30.0,
     verify: ssl.SSLContext | bool | None = None,
 ) -> httpx.Client:
-    """The one way specman builds an HTTP client; ``verify`` passes a context already made from ``tls`` (clients
-    of one site in several threads share it: loading the system CAs costs a few MiB and milliseconds each time)."""
+    """The one way specman builds an HTTP client: timeouts on every phase, and a low-speed limit so a trickling
+    server cannot hold it forever.  ``verify`` passes a context already made from ``tls`` (clients of one site in
+    several threads share it: loading the system CAs costs a few MiB and milliseconds each time)."""
+    verify = tls.ssl_context() if verify is None else verify
+    limits = httpx.Limits(max_connections=32, max_keepalive_connections=16)
     return httpx.Client(
-        verify=tls.ssl_context() if verify is None else verify,
+        verify=verify,
         auth=auth,
         timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
         follow_redirects=True,
         headers={"User-Agent": USER_AGENT},
-        limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+        limits=limits,
+        transport=LowSpeedTransport(verify=verify, limits=limits),
     )
 
 
@@ -136,7 +142,8 @@ def map_transport_errors(host: str) -> Iterator[None]:
     try:
         yield
     except httpx.TimeoutException as exc:
-        raise TransportError(f"{host}: timed out ({type(exc).__name__})") from exc
+        detail = f": {exc}" if "bytes/s" in str(exc) else ""  # the low-speed limit says what it measured
+        raise TransportError(f"{host}: timed out ({type(exc).__name__}{detail})") from exc
     except httpx.ConnectError as exc:
         reason = _describe(exc)
         hint = " (use --ca-file or --insecure)" if "certificate" in reason else ""

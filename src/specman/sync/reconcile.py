@@ -33,7 +33,7 @@ from specman.errors import (
     SyncError,
     TransportError,
 )
-from specman.oci import Repository, extract_layer_into, resolve_image_manifest
+from specman.oci import Repository, extract_layer_into, reject_container_image, resolve_image_manifest
 from specman.oci.blob import Progress
 from specman.store import Generation, Store, Version
 from specman.sync.filters import TagFilter
@@ -239,6 +239,7 @@ def _fetch_one(state: SyncState, tag: str, digest: str) -> tuple[Version, int]:
     log.info(f"Downloading {tag}")
     started = time.monotonic()
     manifest = resolve_image_manifest(state.source, digest)
+    reject_container_image(manifest, f"{tag} ({digest})")
     if len(manifest.layers) != 1:
         raise ContentError(f"{tag} ({digest}) has {len(manifest.layers)} layers; specman syncs one archive layer")
     layer = manifest.layers[0]

@@ -1,0 +1,104 @@
+"""A low-speed limit for registry connections (curl's ``--speed-limit``/``--speed-time``), against slow-loris peers.
+
+httpx's timeouts bound each socket read, so a server that sends one byte every second never times out: a
+reply (head or body) trickled that way would hold a sync forever.  ``LowSpeedTransport`` is an
+``httpx.HTTPTransport`` whose connections count the bytes they receive: once a reply has begun, every
+``window`` seconds it must have delivered at least ``limit`` bytes per second, else the read fails with
+``httpcore.ReadTimeout`` — a timeout like any other, which ``send`` retries and ``BlobReader`` resumes with
+``Range``.  The wait for a reply's first byte is left to the read timeout (a registry may think before it
+answers), and each request sent on a kept-alive connection starts afresh.
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import httpcore
+import httpx
+
+__all__ = ["LOW_SPEED_LIMIT", "LOW_SPEED_TIME", "LowSpeedTransport"]
+
+LOW_SPEED_LIMIT = 1024  # bytes per second
+LOW_SPEED_TIME = 10.0  # seconds
+
+
+class _Stream(httpcore.NetworkStream):
+    def __init__(self, inner: httpcore.NetworkStream, limit: int, window: float) -> None:
+        self._inner = inner
+        self._limit = limit
+        self._window = window
+        self._since: float | None = None  # None: no reply byte since the last request was sent
+        self._count = 0
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        data = self._inner.read(max_bytes, timeout)
+        now = time.monotonic()
+        if self._since is None:
+            self._since, self._count = now, 0
+            return data
+        self._count += len(data)
+        elapsed = now - self._since
+        if elapsed >= self._window:
+            if self._count < self._limit * elapsed:
+                raise httpcore.ReadTimeout(
+                    f"the server sent {self._count} bytes in {elapsed:.0f} s (less than {self._limit} bytes/s)"
+                )
+            self._since, self._count = now, 0
+        return data
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._since = None
+        self._inner.write(buffer, timeout)
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        return _Stream(self._inner.start_tls(ssl_context, server_hostname, timeout), self._limit, self._window)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _Backend(httpcore.SyncBackend):
+    def __init__(self, limit: int, window: float) -> None:
+        self._limit = limit
+        self._window = window
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        stream = super().connect_tcp(host, port, timeout, local_address, socket_options)
+        return _Stream(stream, self._limit, self._window)
+
+
+class LowSpeedTransport(httpx.HTTPTransport):
+    """``httpx.HTTPTransport`` (HTTP/1.1, no proxy) whose connections enforce the low-speed limit."""
+
+    def __init__(
+        self,
+        *,
+        verify: ssl.SSLContext | bool,
+        limits: httpx.Limits,
+        limit: int = LOW_SPEED_LIMIT,
+        window: float = LOW_SPEED_TIME,
+    ) -> None:
+        super().__init__(verify=verify, limits=limits)
+        context = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify=verify)
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=context,
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=_Backend(limit, window),
+        )
