@@ -221,6 +221,7 @@ def report(
     assert isinstance(durations, dict)
     helper_rss = summary.get("helperPeakRssMiB")
     helper = f" (+ {helper_rss:.0f} MiB per helper process)" if isinstance(helper_rss, float | int) else ""
+    total_rss = migrate.peak_rss_mib + (float(helper_rss) if isinstance(helper_rss, float | int) else 0.0)
     phases = ", ".join(f"{k} {v:.2f} s" for k, v in durations.items() if k != "total")
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     machine = "; ".join(f"{k}: {v}" for k, v in machine_info(HERE, "docker-registry")[:3])
@@ -238,8 +239,9 @@ def report(
             f"{push.seconds:.2f} s + `specman sync --once` {sync.seconds:.2f} s | {manual.seconds:.2f} s | "
             f"{manual.peak_rss_mib:.0f} MiB | 1.00× | |",
             f"| `specman migrate` from the SCAR's URL, with the parity proof, the switch and both jobs | "
-            f"{migrate.seconds:.2f} s | {migrate.peak_rss_mib:.0f} MiB{helper} | {ratio:.2f}× | ≤ {TIME_GOAL}×, "
-            f"≤ {RSS_GOAL:.0f} MiB: {'met' if ratio <= TIME_GOAL and migrate.peak_rss_mib <= RSS_GOAL else 'missed'} |",
+            f"{migrate.seconds:.2f} s | {migrate.peak_rss_mib:.0f} MiB{helper} | {ratio:.2f}× | time ≤ {TIME_GOAL}×: "
+            f"{'met' if ratio <= TIME_GOAL else 'missed'}; RSS ≤ {RSS_GOAL:.0f} MiB: "
+            f"{'met' if migrate.peak_rss_mib <= RSS_GOAL else 'missed'} (with the helpers: {total_rss:.0f} MiB) |",
             "",
             f"Phases of the migration: {phases}. The push phase includes copying every file from nginx; the "
             "parity phase reads the SCAR again (unchanged files answer 304 to the validators of the copy) and "
