@@ -18,6 +18,9 @@ from typing import Any
 
 import pytest
 
+from tests.fixtures.certs import Certs
+from tests.fixtures.registry import Registry, start_registry, stop_registry
+
 RESULTS_ENV = "SPECMAN_RELIABILITY_RESULTS"
 
 
@@ -96,3 +99,13 @@ class Scale:
 def scales(short: Scale, long: Scale) -> list[Any]:
     """Parametrize a case over its short and its long (``reliability``-marked) scale."""
     return [pytest.param(short, id="short"), pytest.param(long, id="long", marks=pytest.mark.reliability)]
+
+
+@pytest.fixture(scope="module")
+def own_registry(tmp_path_factory: pytest.TempPathFactory, certs: Certs) -> Iterator[Registry]:
+    """A plain registry of the test module alone: its cases stop it or corrupt its storage."""
+    registry = start_registry(tmp_path_factory.mktemp("own-registry"), "plain", certs)
+    try:
+        yield registry
+    finally:
+        stop_registry(registry)

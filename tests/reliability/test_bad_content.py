@@ -15,27 +15,15 @@ import random
 import shutil
 import stat
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.fixtures.archives import snapshot
-from tests.fixtures.certs import Certs
-from tests.fixtures.registry import Registry, start_registry, stop_registry
+from tests.fixtures.registry import Registry
 from tests.reliability._bad_content import CORRUPTIONS, HOSTILE, Maker, Push
 from tests.reliability.conftest import Results, Scale, scales
 from tests.test_serve_process import _assert_clean, _files, _paths, _push, _read_tree, _source, _sync_once
-
-
-@pytest.fixture(scope="module")
-def own_registry(tmp_path_factory: pytest.TempPathFactory, certs: Certs) -> Iterator[Registry]:
-    """A registry of its own: these cases corrupt its storage."""
-    registry = start_registry(tmp_path_factory.mktemp("bad-content-registry"), "plain", certs)
-    try:
-        yield registry
-    finally:
-        stop_registry(registry)
 
 
 def _round(registry: Registry, makers: dict[str, Maker], work: Path, rng: random.Random, how: str) -> dict[str, str]:

@@ -13,16 +13,15 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.fixtures.certs import Certs
 from tests.fixtures.faultproxy import Fault, FaultProxy
-from tests.fixtures.registry import Registry, start_registry, stop_registry
+from tests.fixtures.registry import Registry
 from tests.fixtures.serve import ServeProcess, start_serve
 from tests.reliability._common import Reader, wait_for
 from tests.reliability.conftest import Result, Results, Scale, scales
@@ -39,16 +38,6 @@ from tests.test_serve_process import (
 
 BLOB = r"^GET /v2/.+/blobs/sha256:"
 WAIT = 120.0
-
-
-@pytest.fixture(scope="module")
-def own_registry(tmp_path_factory: pytest.TempPathFactory, certs: Certs) -> Iterator[Registry]:
-    """A registry of this module alone: the 'registry stopped' fault stops it."""
-    registry = start_registry(tmp_path_factory.mktemp("faults-registry"), "plain", certs)
-    try:
-        yield registry
-    finally:
-        stop_registry(registry)
 
 
 @pytest.fixture(scope="module")
