@@ -69,6 +69,14 @@ def _console_password(path: Path | None) -> str:
 @click.option("--specman", "specman_url", default=CLUSTER_ENDPOINT, show_default=True, envvar="SPECMAN_SPECMAN")
 @click.option("--specman-ca-file", type=_FILE, envvar="SPECMAN_SPECMAN_CA_FILE", help="CA of specman (its tls/ca.crt).")
 @click.option(
+    "--specman-username",
+    envvar="SPECMAN_SPECMAN_USERNAME",
+    help="User of specman's Basic auth, if it has one (its --basic-auth-file); also set as the SCAR's.",
+)
+@click.option(
+    "--specman-password-file", type=_FILE, envvar="SPECMAN_SPECMAN_PASSWORD_FILE", help="Or SPECMAN_SPECMAN_PASSWORD."
+)
+@click.option(
     "--notify-token-file",
     type=_FILE,
     envvar="SPECMAN_NOTIFY_TOKEN_FILE",
@@ -125,7 +133,12 @@ def migrate(ui: UI, /, **kw: Any) -> None:
     console = ConsoleClient(
         kw["console_url"], tls=TLSOptions(ca_file=str(kw["console_ca_file"]) if kw["console_ca_file"] else None)
     )
-    specman = SpecmanEndpoint(kw["specman_url"], ca_file=str(kw["specman_ca_file"] or "") or None)
+    specman = SpecmanEndpoint(
+        kw["specman_url"],
+        ca_file=str(kw["specman_ca_file"] or "") or None,
+        username=kw["specman_username"],
+        password=read_secret(kw["specman_password_file"], "SPECMAN_SPECMAN_PASSWORD", "specman password"),
+    )
     keep = kw["work_dir"] is not None
     work = kw["work_dir"] or Path(tempfile.mkdtemp(prefix="specman-migrate-"))
     try:

@@ -2,17 +2,18 @@
 
 Every secret is distinct and known: the registry password (and its ``user:password`` Basic form), a wrong
 password tried once, the console admin password, the SCAR and pack registry passwords stored in the console,
-the console's service token and a session token, serve's Basic auth password and notify token.  Searched:
-every command's stdout and stderr, the services' logs, ``/proc/*/cmdline`` of every process (sampled while the
-services run and after every command), every file of the data dirs (the console database and its WAL
-included) and of the pulled tree.  Allowed: the docker ``config.json`` that ``login`` writes, as docker does.
+the console's service token and a session token, serve's Basic auth password and notify token — and ``migrate``
+is run with all of them at once.  Searched: every command's stdout and stderr, the services' logs,
+``/proc/*/cmdline`` of every process (sampled while the services run and after every command), every file of
+the data dirs (the console database and its WAL included) and of the pulled tree.  Allowed: the docker
+``config.json`` that ``login`` writes, as docker does.
 """
 
 from __future__ import annotations
 
 import base64
 import os
-import uuid
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import httpx
 import pytest
 
 from tests.conftest import ServeFactory
-from tests.fixtures.console import ADMIN_PASSWORD, start_console
+from tests.fixtures.console import ADMIN_PASSWORD, EXAMPLES, start_console
 from tests.fixtures.registry import Registry
 from tests.reliability.conftest import Results, Scale, scales
 from tests.test_cli import run
@@ -88,7 +89,7 @@ def test_secrets_appear_nowhere(
     (outside / "service").write_text(SERVICE_TOKEN + "\n")
 
     for trial in range(scale.trials):
-        repo = f"{tls_registry.host}/secrets/{uuid.uuid4().hex[:8]}"
+        repo = f"{tls_registry.host}/spectro-packs/spectro-manifests/manifest"  # migrate pushes there too
         tree = _write_tree(tmp_path / f"tree-{trial}", _files("S", _paths("s", 10)))
         commands = {
             "login": (["login", tls_registry.host, "-u", user, "--password-stdin", *ca], password + "\n"),
@@ -145,6 +146,24 @@ def test_secrets_appear_nowhere(
             with httpx.Client(base_url=console.base, verify=console.verify(), trust_env=False) as c:
                 c.get("/v1/system/specman/source", headers={"Authorization": f"Bearer {SERVICE_TOKEN}"})
             texts["cmdlines while the console runs"] = _cmdlines()
+            # the whole migration, with every secret it takes from files and the environment
+            source = _write_tree(tmp_path / f"migrate-{trial}", _files("M", _paths("m", 5)))
+            shutil.copytree(EXAMPLES / "cloud-types", source / "cloud-types")  # the jobs' data: they succeed
+            (outside / "console").write_text(ADMIN_PASSWORD + "\n")
+            migrate = [
+                *("migrate", "--from", str(source), "--to", f"{repo}:2.0.{trial}", "--console", console.base),
+                *("--console-ca-file", str(console.ca), "--console-password-file", str(outside / "console")),
+                *("--specman", server.base, "--specman-ca-file", str(server.ca), "--specman-username", "reader"),
+                *("--notify-token-file", str(outside / "notify"), "-u", user, "--password-file"),
+                *(str(outside / "password"), *ca, "--yes", "--json"),
+            ]
+            env = {"SPECMAN_SPECMAN_PASSWORD": BASIC_PASSWORD, "SPECMAN_FROM_PASSWORD": SCAR_PASSWORD}
+            proc = run(*migrate, env=env)
+            assert proc.returncode == 0, proc.stderr[-2000:]
+            texts["migrate output"] = proc.stdout + proc.stderr
+            texts["cmdlines after migrate"] = _cmdlines()
+            with console.client(token) as c:
+                c.get("/v1/system/config/scar")
         finally:
             server.stop()
             console.stop()

@@ -64,13 +64,11 @@ class ScarConfig:
         )
 
 
-def switch_scar(console: ConsoleClient, endpoint: str, ca_pem: str) -> None:
-    """Point the SCAR at specman: no credentials (specman serves read-only content), its CA to verify it."""
-    console.request(
-        "PUT",
-        SCAR_PATH,
-        body={"endpoint": endpoint, "username": "", "password": "", "caCert": ca_pem, "insecureSkipVerify": False},
-    )
+def switch_scar(console: ConsoleClient, endpoint: str, ca_pem: str, username: str = "", password: str = "") -> None:
+    """Point the SCAR at specman, with its CA to verify it and the credentials of its Basic auth if it has any
+    (the documentation's setup has none: specman serves read-only content)."""
+    body = {"endpoint": endpoint, "username": username, "password": password, "caCert": ca_pem}
+    console.request("PUT", SCAR_PATH, body={**body, "insecureSkipVerify": False})
 
 
 def restore_scar(console: ConsoleClient, previous: ScarConfig, password: str) -> None:

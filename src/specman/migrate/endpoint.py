@@ -25,7 +25,16 @@ __all__ = ["SpecmanEndpoint"]
 
 
 class SpecmanEndpoint:
-    def __init__(self, url: str, *, ca_file: str | None = None, insecure: bool = False, workers: int = 8) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        ca_file: str | None = None,
+        insecure: bool = False,
+        workers: int = 8,
+        username: str | None = None,
+        password: str | None = None,
+    ) -> None:
         parsed = httpx.URL(url)
         if parsed.scheme not in ("http", "https") or not parsed.host:
             raise SpecmanError(f"--specman {url!r}: expected https://HOST[:PORT]")
@@ -33,7 +42,9 @@ class SpecmanEndpoint:
         self.host = parsed.netloc.decode("ascii")
         self.ca_file = ca_file
         self.tls = TLSOptions(insecure=insecure, ca_file=ca_file)
-        self.client = make_client(self.tls, timeout=60.0)
+        self.username, self.password = username, password  # serve's --basic-auth-file: the SCAR credentials
+        auth = httpx.BasicAuth(username, password or "") if username else None
+        self.client = make_client(self.tls, auth=auth, timeout=60.0)
         self.workers = workers
 
     def close(self) -> None:
@@ -119,12 +130,15 @@ class SpecmanEndpoint:
 
     def tree(self) -> HttpTree:
         """The merged view (the caller closes it)."""
-        return HttpTree(Site(self.url + "/", f"specman {self.host}", self.tls, workers=self.workers))
+        return HttpTree(
+            Site(self.url + "/", f"specman {self.host}", self.tls, self.username, self.password, self.workers)
+        )
 
     def version_tree(self, tag: str) -> HttpTree:
         """One tag's version alone (the caller closes it)."""
         base = f"{self.url}/_specman/versions/{quote(tag, safe='')}/"
-        return HttpTree(Site(base, f"specman {self.host} version {tag}", self.tls, workers=self.workers))
+        name = f"specman {self.host} version {tag}"
+        return HttpTree(Site(base, name, self.tls, self.username, self.password, self.workers))
 
     @property
     def ca_pem(self) -> str:

@@ -320,7 +320,8 @@ class Migration:
 
     def switch(self) -> None:
         plan = self.plan
-        switch_scar(plan.console, plan.specman.url, plan.specman.ca_pem)
+        specman = plan.specman
+        switch_scar(plan.console, specman.url, specman.ca_pem, specman.username or "", specman.password or "")
         self.summary["scarAfter"] = plan.specman.url
         self.ui.status(f"Switched the console's SCAR to {plan.specman.url}; running the sync jobs")
         try:
