@@ -41,7 +41,7 @@ from specman.errors import (
     TransportError,
 )
 from specman.oci.auth import merge_scopes
-from specman.oci.lowspeed import LowSpeedTransport
+from specman.oci.lowspeed import LowSpeedTransport, proxy_mounts
 
 __all__ = [
     "RETRY_STATUSES",
@@ -119,6 +119,7 @@ def make_client(
         headers={"User-Agent": USER_AGENT},
         limits=limits,
         transport=LowSpeedTransport(verify=verify, limits=limits),
+        mounts=proxy_mounts(verify, limits),
     )
 
 

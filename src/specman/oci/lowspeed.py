@@ -19,7 +19,7 @@ from typing import Any
 import httpcore
 import httpx
 
-__all__ = ["LOW_SPEED_LIMIT", "LOW_SPEED_TIME", "LowSpeedTransport"]
+__all__ = ["LOW_SPEED_LIMIT", "LOW_SPEED_TIME", "LowSpeedTransport", "proxy_mounts"]
 
 LOW_SPEED_LIMIT = 1024  # bytes per second
 LOW_SPEED_TIME = 10.0  # seconds
@@ -102,3 +102,17 @@ class LowSpeedTransport(httpx.HTTPTransport):
             keepalive_expiry=limits.keepalive_expiry,
             network_backend=_Backend(limit, window),
         )
+
+
+def proxy_mounts(verify: ssl.SSLContext | bool, limits: httpx.Limits) -> dict[str, httpx.BaseTransport | None]:
+    """The proxies of the environment (``HTTPS_PROXY``, ``NO_PROXY``…) as httpx would mount them itself — it stops
+    reading them once a client is given its own transport, as ``make_client`` does.  Requests through a proxy
+    use a plain ``HTTPTransport``: the proxy, not the registry, is the peer whose speed is seen there.  The mapping
+    comes from httpx's own ``get_environment_proxies`` (not public API; httpx is pinned by the lock file), so the
+    rules (schemes, ``NO_PROXY`` hosts and domains) are exactly httpx's."""
+    from httpx._utils import get_environment_proxies
+
+    return {
+        pattern: None if url is None else httpx.HTTPTransport(proxy=url, verify=verify, limits=limits)
+        for pattern, url in get_environment_proxies().items()
+    }
