@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from specman.cli_options import registry_options, registry_options_from
+from specman.cli_options import read_secret_file, registry_options, registry_options_from
 from specman.console.client import ConsoleClient
 from specman.errors import SpecmanError, UsageError
 from specman.migrate.endpoint import SpecmanEndpoint
@@ -36,21 +36,18 @@ CLUSTER_ENDPOINT = "https://specman-service.hubble-system.svc.cluster.local:8443
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
-def read_secret(path: Path | None, env: str, what: str) -> str | None:
-    """The first line of ``path``, else ``$env``, else None."""
+def read_secret(path: Path | None, env: str, option: str) -> str | None:
+    """The first line of the file given to ``option`` (read as every secret file is), else ``$env``, else None."""
     if path is not None:
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"cannot read the {what} file {path}: {exc}") from None
+        lines = read_secret_file(path, option).splitlines()
         if not lines or not lines[0]:
-            raise UsageError(f"the {what} file {path} is empty")
-        return lines[0].rstrip("\r")
+            raise UsageError(f"{option} {path} is empty")
+        return lines[0]
     return os.environ.get(env) or None
 
 
 def _console_password(path: Path | None) -> str:
-    password = read_secret(path, "SPECMAN_CONSOLE_PASSWORD", "console password")
+    password = read_secret(path, "SPECMAN_CONSOLE_PASSWORD", "--console-password-file")
     if password is not None:
         return password
     if sys.stdin.isatty():
@@ -126,7 +123,7 @@ def migrate(ui: UI, /, **kw: Any) -> None:
         raise UsageError(f"--to names tag {target.tag} and --tag says {kw['tag']}")
     tag = target.tag or kw["tag"] or "0.0.0"
     from_tls = TLSOptions(insecure=kw["from_insecure"], ca_file=str(kw["from_ca_file"] or "") or None)
-    from_password = read_secret(kw["from_password_file"], "SPECMAN_FROM_PASSWORD", "SCAR password")
+    from_password = read_secret(kw["from_password_file"], "SPECMAN_FROM_PASSWORD", "--from-password-file")
     source = open_source(
         kw["source"], tls=from_tls, username=kw["from_username"], password=from_password, processes=kw["processes"]
     )
@@ -137,7 +134,7 @@ def migrate(ui: UI, /, **kw: Any) -> None:
         kw["specman_url"],
         ca_file=str(kw["specman_ca_file"] or "") or None,
         username=kw["specman_username"],
-        password=read_secret(kw["specman_password_file"], "SPECMAN_SPECMAN_PASSWORD", "specman password"),
+        password=read_secret(kw["specman_password_file"], "SPECMAN_SPECMAN_PASSWORD", "--specman-password-file"),
     )
     keep = kw["work_dir"] is not None
     work = kw["work_dir"] or Path(tempfile.mkdtemp(prefix="specman-migrate-"))
@@ -152,7 +149,7 @@ def migrate(ui: UI, /, **kw: Any) -> None:
             specman=specman,
             tag=tag,
             work_dir=work,
-            notify_token=read_secret(kw["notify_token_file"], "SPECMAN_NOTIFY_TOKEN", "notification token"),
+            notify_token=read_secret(kw["notify_token_file"], "SPECMAN_NOTIFY_TOKEN", "--notify-token-file"),
             scar_password=from_password,
             rollback=not kw["no_rollback"],
             dry_run=kw["dry_run"],

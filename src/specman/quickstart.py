@@ -35,6 +35,7 @@ import httpx
 from specman.cli_options import connection_options, registry_options_from
 from specman.console.client import ConsoleClient
 from specman.errors import SpecmanError, UsageError
+from specman.files import atomic_write
 from specman.migrate.endpoint import SpecmanEndpoint
 from specman.migrate.run import MigrationPlan
 from specman.migrate.source import DirectorySource
@@ -81,9 +82,7 @@ def _pick_port(ui: UI, listen: str, what: str) -> tuple[str, int]:
 def _secret(path: Path) -> str:
     value = secrets.token_urlsafe(24)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(value + "\n")
+    atomic_write(path, (value + "\n").encode(), mode=0o600)
     return value
 
 

@@ -82,6 +82,7 @@ class Migration:
         }
         self.sizes: dict[str, int] = {}
         self.scar_before: ScarConfig | None = None
+        self.registry_values: dict[str, Any] = {}  # what preflight had the console check, registered after the push
         self.repository = plan.target.repository
 
     @contextmanager
@@ -171,7 +172,8 @@ class Migration:
             return f"logged in to {plan.console.base_url} as {plan.console_user}; SCAR now: {now}"
 
         def console_registry() -> str:
-            precheck_registry(plan.console, self._registry_body())
+            self.registry_values = self._registry_body()
+            precheck_registry(plan.console, self.registry_values)
             return "the console reaches the registry and its credentials are accepted"
 
         def specman() -> str:
@@ -272,7 +274,7 @@ class Migration:
         return pushed.digest
 
     def register(self) -> None:
-        registration = register_registry(self.plan.console, self._registry_body(), name=self.plan.registry_name)
+        registration = register_registry(self.plan.console, self.registry_values, name=self.plan.registry_name)
         self.summary["registry"] = registration.__dict__
         verb = "Added" if registration.created else "Updated"
         moved = f" (the flag was moved from {', '.join(registration.unflagged)})" if registration.unflagged else ""
