@@ -116,10 +116,10 @@ def pull(
     **kw: Any,
 ) -> None:
     """Download REF, verify every digest and extract it safely into DEST."""
-    if not no_extract:
-        check_dest(dest, force)
-    target = open_target(ref, registry_options_from(kw))
+    target = open_target(ref, registry_options_from(kw))  # a malformed REF is a usage error, whatever DEST holds
     try:
+        if not no_extract:
+            check_dest(dest, force)  # before any download starts
         with ui.progress() as start:
             result = pull_artifact(
                 target.repository,
