@@ -5,54 +5,40 @@ granian workers), the Secret ``specman-tls`` projected by the kubelet's atomic w
 a certificate from another CA (made now), as the kubelet does it in a running pod (a new timestamped directory,
 ``..data`` swapped, the old directory deleted), while a client opens a new connection for every request and
 records which certificate each connection was served with. The new certificate must be served by the same
-process; no request may fail; a pair that does not match is refused and the served certificate stays.
+process; no request that reached a worker may fail (see ``_check_failures`` for the connections that do not);
+a pair that does not match is refused and the served certificate stays.
 """
 
 from __future__ import annotations
 
 import copy
 import http.client
-import os
 import shutil
 import ssl
-import subprocess
-import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import kubernetes_validate
 import pytest
 
 from tests.conftest import ServeFactory
 from tests.fixtures.certs import Certs, make_certs
-from tests.fixtures.kube import Obj, PodSandbox, docs_patches, one, render, render_patched
+from tests.fixtures.kube import Obj, PodSandbox, one, render
 from tests.fixtures.registry import Registry
 from tests.fixtures.serve import ServeProcess, poll
 
 WAIT = 60.0
-MIGRATE_REQ = Path("/proc/sys/net/ipv4/tcp_migrate_req")
-IN_NETNS = "SPECMAN_TEST_NETNS"  # set by the netns variant for the run inside it
-
-
-def _migrate_req() -> bool:
-    try:
-        return MIGRATE_REQ.read_text().strip() == "1"
-    except OSError:
-        return False
 
 
 def _check_failures(prober: Prober, workers: int) -> None:
-    """No request may fail where the kernel hands a stopping worker's queued connections to the other listeners
-    (``net.ipv4.tcp_migrate_req=1``). Without it (the default), a connection still in the accept queue (or in its
-    TLS handshake) of the old worker when that worker closes its listener is reset: at most a couple per replaced
-    worker, never an HTTP error."""
+    """A replaced worker closes the connections it has accepted but not yet read a request from (granian, like
+    hyper, closes idle connections on a graceful stop: hyperium/hyper#3792), typically one still in its TLS
+    handshake: measured 0 to 2 per reload of two workers under ~400 new connections a second, with or without
+    ``net.ipv4.tcp_migrate_req=1``. Such a connection fails before any request is processed (safe to retry);
+    never an HTTP error, and a request that was read is always answered."""
     report = f"{len(prober.failures)} of {len(prober.served)} requests failed: {prober.failures}"
-    if _migrate_req():
-        assert not prober.failures, report
-        return
     assert len(prober.failures) <= 2 * workers, report
-    assert all(isinstance(exc, OSError) for exc in prober.failures), report  # resets/EOFs, no HTTP status
+    assert all(isinstance(exc, OSError) for exc in prober.failures), report  # closed/EOF, no HTTP status
 
 
 def _der(pem_file: Path) -> bytes:
@@ -73,12 +59,14 @@ class Prober:
         conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=self.context, timeout=30)
         try:
             conn.request("GET", "/healthz")
-            response = conn.getresponse()
-            response.read()
-            assert response.status == 200, response.status
+            # the certificate before the response: http.client detaches the socket from a "Connection: close"
+            # response (the answer of a stopping worker)
             assert conn.sock is not None
             der = conn.sock.getpeercert(binary_form=True)
             assert der is not None
+            response = conn.getresponse()
+            response.read()
+            assert response.status == 200, response.status
             return der
         finally:
             conn.close()
@@ -138,42 +126,3 @@ def test_a_renewed_certificate_is_served_without_a_restart(
     assert server.wait_log("the old certificate stays served", WAIT), server.log_tail()
     assert prober.all_serve(_der(second.server_cert))
     assert server.log_text().count("gracefully respawning workers") == 1
-
-
-def test_no_request_fails_when_the_kernel_migrates_queued_connections(tmp_path: Path) -> None:
-    """The test above again, alone in a network namespace (its own loopback) with ``net.ipv4.tcp_migrate_req=1``
-    (a per-namespace sysctl; a pod gets it through ``securityContext.sysctls``): then not one request fails."""
-    if os.environ.get(IN_NETNS):
-        pytest.skip("already inside the network namespace")
-    if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("ip") is None:
-        pytest.skip("needs root, unshare and ip (util-linux, iproute2) for a network namespace of its own")
-    probe = subprocess.run(["unshare", "--net", "true"], capture_output=True, text=True, check=False)
-    if probe.returncode != 0:
-        pytest.skip(f"cannot create a network namespace here: {probe.stderr.strip()}")
-    script = (
-        'ip link set lo up && sysctl -qw net.ipv4.tcp_migrate_req=1 && exec "$0" -m pytest -p no:xdist -q '
-        '-p no:cacheprovider "$1" --basetemp "$2"'
-    )
-    target = f"{__file__}::test_a_renewed_certificate_is_served_without_a_restart"
-    proc = subprocess.run(
-        ["unshare", "--net", "sh", "-c", script, sys.executable, target, str(tmp_path / "inner")],
-        env={**os.environ, IN_NETNS: "1"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    assert "1 passed" in proc.stdout
-
-
-def test_the_documented_sysctl_patch_renders_and_validates(tmp_path: Path) -> None:
-    """docs/kubernetes.md's patch setting ``net.ipv4.tcp_migrate_req`` on the pods (the variant tested above)."""
-    (patch,) = [p for p in docs_patches() if "tcp_migrate_req" in p]
-    for target in ("overlays/single", "overlays/ha"):
-        objects = render_patched(target, patch, tmp_path / target)
-        for obj in objects:
-            kubernetes_validate.validate(obj, kubernetes_validate.latest_version(), strict=True)
-        pod = one(objects, "StatefulSet", "specman")["spec"]["template"]["spec"]
-        assert pod["securityContext"]["sysctls"] == [{"name": "net.ipv4.tcp_migrate_req", "value": "1"}]
-        assert pod["securityContext"]["runAsUser"] == 10001  # merged into, not replaced
