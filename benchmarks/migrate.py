@@ -245,9 +245,10 @@ def report(
             "",
             f"Phases of the migration: {phases}. The push phase includes copying every file from nginx; the "
             "parity phase reads the SCAR again (unchanged files answer 304 to the validators of the copy) and "
-            "fetches every file from specman over HTTPS; both split their requests over `--processes` (here the "
-            "2 CPUs: this process and one helper, whose peak RSS is given apart). specman serve's memory is not in "
-            "the migrate figure (it is a separate, long-running process, measured in the serve section).",
+            "fetches every file from specman over HTTPS (`--processes` left at its default: "
+            f"{'one process and helpers, whose peak RSS is given apart' if helper else 'one process'}). "
+            "specman serve (one worker, its default) is not in the migrate figure: it is a separate, long-running "
+            "process, measured in the serve section.",
         ]
     )
 

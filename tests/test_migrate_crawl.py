@@ -12,8 +12,10 @@ import pytest
 
 from specman.errors import ContentError, SpecmanError
 from specman.migrate import parallel
-from specman.migrate.crawl import HttpTree, Site, _html_listing, _json_listing
+from specman.migrate.crawl import HttpTree, Site
+from specman.migrate.listing import _html_listing, _json_listing
 from tests.fixtures.nginx import ScarNginx
+from tests.fixtures.registry import free_port
 
 pytestmark = pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed (scripts/test-all)")
 
@@ -113,3 +115,38 @@ def test_hostile_listings_are_ignored_or_refused() -> None:
     with pytest.raises(ContentError):
         _json_listing({"not": "a list"}, "test")
     assert _json_listing([{"name": "s", "type": "other"}], "test").files == {}
+
+
+def test_the_environments_proxy_rules_are_honoured(
+    scar: tuple[ScarNginx, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP(S)_PROXY sends the crawl through the proxy (here a closed port: the error names it), NO_PROXY
+    exempts the host — as specman's other clients (httpx) read them."""
+    server, _root = scar
+    dead = f"127.0.0.1:{free_port()}"
+    monkeypatch.setenv("HTTP_PROXY", f"http://{dead}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    tree = HttpTree(Site(server.url("/"), "the SCAR"))
+    try:
+        with pytest.raises(SpecmanError, match=rf"cannot connect to .*connection refused|{dead}"):
+            tree.listing("")
+    finally:
+        tree.close()
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    tree = HttpTree(Site(server.url("/"), "the SCAR"))
+    try:
+        assert tree.listing("").dirs
+    finally:
+        tree.close()
+
+
+def test_a_refused_connection_is_one_clear_error() -> None:
+    """Nothing listening: one line naming the host and the reason."""
+    port = free_port()
+    tree = HttpTree(Site(f"http://127.0.0.1:{port}/", "the SCAR"))
+    try:
+        with pytest.raises(SpecmanError, match=rf"^cannot connect to 127.0.0.1:{port}: .*refused"):
+            tree.walk()
+    finally:
+        tree.close()

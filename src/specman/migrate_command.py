@@ -23,7 +23,6 @@ from specman.cli_options import read_secret_file, registry_options, registry_opt
 from specman.console.client import ConsoleClient
 from specman.errors import SpecmanError, UsageError
 from specman.migrate.endpoint import SpecmanEndpoint
-from specman.migrate.parallel import default_processes
 from specman.migrate.run import Migration, MigrationPlan
 from specman.migrate.source import open_source
 from specman.oci import open_target
@@ -100,10 +99,11 @@ def _console_password(path: Path | None) -> str:
 @click.option(
     "--processes",
     type=click.IntRange(min=1, max=16),
-    default=default_processes,
-    show_default="the CPUs, at most 4",
+    default=1,
+    show_default=True,
     envvar="SPECMAN_PROCESSES",
-    help="Processes fetching files over HTTP for the copy and the parity proof of large trees.",
+    help="Processes fetching files over HTTP for the copy and the parity proof of large trees "
+    "(more help with 4+ CPUs; each helper takes ~80 MiB).",
 )
 @click.option("--dry-run", is_flag=True, help="Run the preflight checks and show the plan; change nothing.")
 @click.option("-y", "--yes", is_flag=True, envvar="SPECMAN_YES", help="Do not ask for confirmation.")

