@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import subprocess
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -15,11 +17,13 @@ from specman.archive import (
     Compression,
     ExtractLimits,
     detect_compression,
+    digests,
     extract_archive,
     extract_into,
     open_decompressed,
 )
 from specman.errors import ArchiveError, CorruptArchiveError, DigestMismatchError
+from specman.server.files import ETags
 from tests.fixtures.archives import Entry, compress, make_tar, snapshot, tar_of
 
 ENTRIES = [
@@ -483,3 +487,26 @@ def test_replace_without_renameat2(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     extract_archive(io.BytesIO(make_tar(ENTRIES)), dest, replace=True)
     assert snapshot(dest) == EXPECTED
     assert _leftovers(tmp_path) == []
+
+
+def test_every_file_carries_its_content_digest_for_the_etags(tmp_path: Path) -> None:
+    """Small (writer threads) and large (written in chunks) files get their sha256 recorded; a hard link shares
+    it; a rewritten file no longer matches its record and the server's ETags hash it again."""
+    big = os.urandom(5 << 20)
+    entries = [Entry("small.json", data=b'{"s": 1}\n'), Entry("big.bin", data=big), Entry("empty", data=b"")]
+    entries.append(Entry("again", "hardlink", linkname="small.json"))
+    dest = tmp_path / "dest"
+    extract_archive(io.BytesIO(make_tar(entries)), dest)
+    if not digests._enabled:
+        pytest.skip("this filesystem has no user extended attributes: the server hashes instead")
+    for name in ("small.json", "big.bin", "empty", "again"):
+        path = dest / name
+        assert digests.recorded(path, path.stat()) == hashlib.sha256(path.read_bytes()).hexdigest(), name
+    etags = ETags()
+    small = dest / "small.json"
+    assert etags.get(small, small.stat()) == f'"{hashlib.sha256(small.read_bytes()).hexdigest()[:32]}"'
+    time.sleep(0.05)  # past the file system's timestamp granularity
+    rewritten = b'{"s": 2}\n'
+    small.write_bytes(rewritten)  # in place, the same size: only the mtime tells the record is stale
+    assert digests.recorded(small, small.stat()) is None
+    assert etags.get(small, small.stat()) == f'"{hashlib.sha256(rewritten).hexdigest()[:32]}"'

@@ -10,10 +10,12 @@ Files are created with ``O_CREAT|O_EXCL|O_NOFOLLOW``: nothing pre-existing is op
 A name that already exists as a regular file is unlinked and created again (a later member of the same name
 wins, as with tar; unlinking first never writes into a hard link's other name).  There is no chown, no
 utime and no fsync per file; ``fchmod`` only when the process umask would strip bits of the wanted mode.
+Each file's sha256 is recorded on it (``specman.archive.digests``) for the server's ETags.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import queue
 import stat
@@ -22,6 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
+from specman.archive import digests
 from specman.errors import ArchiveError, UnsafeMemberError
 
 __all__ = ["FileJob", "WriterPool", "create_file", "os_error", "write_file_chunks"]
@@ -77,6 +80,7 @@ def _write_job(job: FileJob, chmod: bool) -> None:
     try:
         if job.data:
             _write_all(fd, job.data)
+        digests.record(fd, hashlib.sha256(job.data).hexdigest())
         if chmod:
             os.fchmod(fd, job.mode)
     except OSError as exc:
@@ -89,8 +93,11 @@ def write_file_chunks(member: str, path: str, mode: int, chunks: Iterable[bytes]
     """Create ``path`` and write ``chunks`` to it in the calling thread (used for large files)."""
     fd = create_file(member, path, mode)
     try:
+        digest = hashlib.sha256()
         for chunk in chunks:
             _write_all(fd, chunk)
+            digest.update(chunk)
+        digests.record(fd, digest.hexdigest())
         if chmod:
             os.fchmod(fd, mode)
     except OSError as exc:

@@ -4,8 +4,9 @@
 server offers it (granian then sends the file without copying it through Python), otherwise in chunks read in
 a worker thread; one range → 206 + ``Content-Range``, several → ``multipart/byteranges``; no body for HEAD.
 
-ETags (``ETags``): the sha256 of the file's content (first 32 hex digits), computed once per file and cached by
-``(device, inode, size, mtime)``.  Content identity is what a client cache cares about; it is the same on every
+ETags (``ETags``): the sha256 of the file's content (first 32 hex digits) — recorded on the file by the
+extraction (``specman.archive.digests``), else computed once per file — and cached by ``(device, inode, size,
+mtime)``.  Content identity is what a client cache cares about; it is the same on every
 replica for the same bytes whatever order the replica synced its tags in, and because generations hard-link
 version files the cache entry survives a new generation (an unchanged file keeps its inode).  Deriving it from
 the winning version's digest instead would need the per-path winner, which generation records do not keep.
@@ -29,6 +30,7 @@ from urllib.parse import quote
 import anyio.to_thread
 from starlette.types import Scope, Send
 
+from specman.archive.digests import recorded
 from specman.server.conditional import http_date
 from specman.server.paths import RequestPath, confine
 
@@ -79,8 +81,10 @@ class ETags:
             if cached is not None:
                 self._cache.move_to_end(key)
                 return cached
-        with path.open("rb") as handle:
-            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        digest = recorded(path, st)  # by the extraction, usually: no hashing here
+        if digest is None:
+            with path.open("rb") as handle:
+                digest = hashlib.file_digest(handle, "sha256").hexdigest()
         tag = f'"{digest[:32]}"'
         with self._lock:
             self._cache[key] = tag

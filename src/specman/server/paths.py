@@ -12,9 +12,9 @@ exactly once:
 * what remains is a tuple of plain names.  A double-encoded ``%252e%252e`` decodes to the literal name
   ``%2e%2e``: harmless, it names no file.
 
-``confine`` joins the names to a root and resolves symlinks (``real_path``: the kernel's resolution): a symlink inside the content that
-points outside the tree yields None (the caller answers 404, as nginx with ``disable_symlinks if_not_owner``
-would refuse), as does anything that does not exist.
+``confine`` joins the names to a root and resolves symlinks (``real_path``: the kernel's resolution): a symlink
+inside the content that points outside the tree yields None (the caller answers 404, as nginx with
+``disable_symlinks if_not_owner`` would refuse), as does anything that does not exist.
 """
 
 from __future__ import annotations
