@@ -241,7 +241,8 @@ def report(
             f"| `specman migrate` from the SCAR's URL, with the parity proof, the switch and both jobs | "
             f"{migrate.seconds:.2f} s | {migrate.peak_rss_mib:.0f} MiB{helper} | {ratio:.2f}× | time ≤ {TIME_GOAL}×: "
             f"{'met' if ratio <= TIME_GOAL else 'missed'}; RSS ≤ {RSS_GOAL:.0f} MiB: "
-            f"{'met' if migrate.peak_rss_mib <= RSS_GOAL else 'missed'} (with the helpers: {total_rss:.0f} MiB) |",
+            f"{'met' if migrate.peak_rss_mib <= RSS_GOAL else 'missed'}"
+            f"{f' (with the helpers: {total_rss:.0f} MiB)' if helper else ''} |",
             "",
             f"Phases of the migration: {phases}. The push phase includes copying every file from nginx; the "
             "parity phase reads the SCAR again (unchanged files answer 304 to the validators of the copy) and "

@@ -80,7 +80,7 @@ def _write_job(job: FileJob, chmod: bool) -> None:
     try:
         if job.data:
             _write_all(fd, job.data)
-        digests.record(fd, hashlib.sha256(job.data).hexdigest())
+        digests.record(fd, hashlib.sha256(job.data).digest())
         if chmod:
             os.fchmod(fd, job.mode)
     except OSError as exc:
@@ -97,7 +97,7 @@ def write_file_chunks(member: str, path: str, mode: int, chunks: Iterable[bytes]
         for chunk in chunks:
             _write_all(fd, chunk)
             digest.update(chunk)
-        digests.record(fd, digest.hexdigest())
+        digests.record(fd, digest.digest())
         if chmod:
             os.fchmod(fd, mode)
     except OSError as exc:

@@ -1,10 +1,13 @@
 """The content digest of an extracted file, recorded on the file itself for the server's ETags.
 
 Extraction hashes every regular file as it writes it (the bytes pass through anyway; hashing releases the GIL in
-the writer threads) and stores ``"<sha256 hex> <size> <mtime_ns>"`` in the extended attribute
-``user.specman.sha256``.  An extended attribute belongs to the inode, so it follows the file into every hard link
-of every generation.  ``recorded`` gives the digest back only while the file still has the size and
-modification time it was recorded with (a rewrite changes the mtime), so a stale value is never served.
+the writer threads) and stores the 32 bytes of the sha256, the size and the mtime (nanoseconds; two unsigned
+64-bit big-endian integers) — 48 bytes — in the extended attribute ``user.specman``: small enough to live in the
+inode itself on ext4 (256-byte inodes) and xfs, so no extra block per file (a 90-byte text value took one, and
+cost extraction of 65,536 small files 18 % more time; this one measured within the noise).  An extended
+attribute belongs to the inode, so it follows the file into every hard link of every generation.  ``recorded``
+gives the digest back only while the file still has the size and modification time it was recorded with (a
+rewrite changes the mtime), so a stale value is never served.
 
 Without it, the server hashes a file the first time a worker serves it and again whenever its bounded cache has
 forgotten it: for a 10,000-file tree fetched over and over, on every request.  Recording is best effort:
@@ -16,24 +19,24 @@ from __future__ import annotations
 
 import errno
 import os
-import re
+import struct
 from typing import Final
 
 __all__ = ["ATTRIBUTE", "record", "recorded"]
 
-ATTRIBUTE: Final = "user.specman.sha256"
-_VALUE: Final = re.compile(rb"([0-9a-f]{64}) ([0-9]+) ([0-9]+)")
+ATTRIBUTE: Final = "user.specman"
+_VALUE: Final = struct.Struct(">32sQQ")
 _enabled = hasattr(os, "setxattr")
 
 
-def record(fd: int, sha256_hex: str) -> None:
-    """Record ``sha256_hex`` as the content digest of the file open at ``fd`` (after its last write)."""
+def record(fd: int, sha256: bytes) -> None:
+    """Record ``sha256`` (the 32 bytes) as the content digest of the file open at ``fd`` (after its last write)."""
     global _enabled
     if not _enabled:
         return
     try:
         st = os.fstat(fd)
-        os.setxattr(fd, ATTRIBUTE, f"{sha256_hex} {st.st_size} {st.st_mtime_ns}".encode("ascii"))
+        os.setxattr(fd, ATTRIBUTE, _VALUE.pack(sha256, st.st_size, st.st_mtime_ns))
     except OSError as exc:
         if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
             _enabled = False
@@ -47,7 +50,9 @@ def recorded(path: str | os.PathLike[str], st: os.stat_result) -> str | None:
         value = os.getxattr(path, ATTRIBUTE)
     except OSError:
         return None
-    match = _VALUE.fullmatch(value)
-    if match is None or int(match[2]) != st.st_size or int(match[3]) != st.st_mtime_ns:
+    if len(value) != _VALUE.size:
         return None
-    return match[1].decode("ascii")
+    digest, size, mtime_ns = _VALUE.unpack(value)
+    if size != st.st_size or mtime_ns != st.st_mtime_ns:
+        return None
+    return bytes(digest).hex()

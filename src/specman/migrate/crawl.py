@@ -30,16 +30,16 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 from urllib.parse import quote, urlsplit
-
-import aiohttp
-import yarl
 
 from specman.errors import ContentError, SpecmanError, TransportError
 from specman.migrate.listing import Listing, parse_listing, safe_segment
 from specman.oci.http import USER_AGENT, TLSOptions, describe_transport_error
 from specman.oci.lowspeed import LOW_SPEED_LIMIT, LOW_SPEED_TIME
+
+if TYPE_CHECKING:  # imported where used: the CLI imports this module (through quickstart) for every command,
+    import aiohttp  # which would otherwise all pay aiohttp's ~14 MiB and import time
 
 __all__ = ["FileState", "HttpTree", "Listing", "Site", "safe_segment"]
 
@@ -92,6 +92,8 @@ def _env_proxy(scheme: str, hostname: str) -> str | None:
 def _connect_reason(exc: aiohttp.ClientConnectorError) -> str:
     """What went wrong in a connection attempt, as specman's httpx clients say it ("connection refused", "TLS
     certificate verification failed: ...") rather than aiohttp's "Connect call failed"."""
+    import aiohttp
+
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         return describe_transport_error(exc.certificate_error)
     cause = exc.os_error
@@ -133,6 +135,8 @@ class HttpTree:
         self.workers = site.workers
         self._ssl = site.tls.ssl_context()  # a bad CA file fails here, once
         self._proxy = _env_proxy(parts.scheme.lower(), parts.hostname)
+        import aiohttp
+
         self._auth = aiohttp.BasicAuth(site.username, site.password or "", "utf-8") if site.username else None
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -157,6 +161,8 @@ class HttpTree:
             raise
 
     def _session_now(self) -> aiohttp.ClientSession:
+        import aiohttp
+
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self.workers, ssl=self._ssl),
@@ -190,6 +196,8 @@ class HttpTree:
     @contextmanager
     def _errors(self) -> Any:
         """aiohttp's and the OS's transport failures as ``TransportError`` lines naming the host."""
+        import aiohttp
+
         try:
             yield
         except TimeoutError as exc:
@@ -206,6 +214,8 @@ class HttpTree:
 
     async def _get(self, path: str, headers: dict[str, str]) -> aiohttp.ClientResponse:
         """GET ``path``: the reply with its head read (bounded by ``HEAD_TIMEOUT``), its body still to read."""
+        import yarl
+
         async with asyncio.timeout(HEAD_TIMEOUT):
             return await self._session_now().get(
                 yarl.URL(self.url(path), encoded=True), headers=headers, proxy=self._proxy
