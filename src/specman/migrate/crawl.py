@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,7 +194,7 @@ class HttpTree:
         return self.base + _url_path(path)
 
     @contextmanager
-    def _errors(self) -> Any:
+    def _errors(self) -> Iterator[None]:
         """aiohttp's and the OS's transport failures as ``TransportError`` lines naming the host."""
         import aiohttp
 

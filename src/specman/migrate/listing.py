@@ -33,16 +33,6 @@ class Listing:
     dirs: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class FileState:
-    """What a fetch found: the body's sha256 and size, and the validator to re-check it cheaply later."""
-
-    sha256: str
-    size: int
-    etag: str | None = None
-    last_modified: str | None = None
-
-
 class _Links(HTMLParser):
     """The ``href`` of every ``<a>`` of a page, with the text that follows it up to the next tag (nginx puts the
     date and the size there)."""
