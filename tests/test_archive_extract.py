@@ -489,24 +489,28 @@ def test_replace_without_renameat2(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert _leftovers(tmp_path) == []
 
 
-def test_every_file_carries_its_content_digest_for_the_etags(tmp_path: Path) -> None:
-    """Small (writer threads) and large (written in chunks) files get their sha256 recorded; a hard link shares
-    it; a rewritten file no longer matches its record and the server's ETags hash it again."""
-    big = os.urandom(5 << 20)
-    entries = [Entry("small.json", data=b'{"s": 1}\n'), Entry("big.bin", data=big), Entry("empty", data=b"")]
-    entries.append(Entry("again", "hardlink", linkname="small.json"))
+def test_files_carry_their_content_digest_for_the_etags(tmp_path: Path) -> None:
+    """Files of ``MIN_SIZE`` or more — from the writer threads or written in chunks — get their sha256 recorded,
+    a hard link shares it, smaller files are left to the server; a rewritten file no longer matches its record
+    and the server's ETags hash it again."""
+    medium, big = os.urandom(digests.MIN_SIZE), os.urandom(5 << 20)
+    entries = [Entry("small.json", data=b'{"s": 1}\n'), Entry("medium.bin", data=medium), Entry("big.bin", data=big)]
+    entries.append(Entry("again", "hardlink", linkname="medium.bin"))
     dest = tmp_path / "dest"
     extract_archive(io.BytesIO(make_tar(entries)), dest)
     if not digests._enabled:
         pytest.skip("this filesystem has no user extended attributes: the server hashes instead")
-    for name in ("small.json", "big.bin", "empty", "again"):
+    for name in ("medium.bin", "big.bin", "again"):
         path = dest / name
         assert digests.recorded(path, path.stat()) == hashlib.sha256(path.read_bytes()).hexdigest(), name
-    etags = ETags()
     small = dest / "small.json"
-    assert etags.get(small, small.stat()) == f'"{hashlib.sha256(small.read_bytes()).hexdigest()[:32]}"'
-    time.sleep(0.05)  # past the file system's timestamp granularity
-    rewritten = b'{"s": 2}\n'
-    small.write_bytes(rewritten)  # in place, the same size: only the mtime tells the record is stale
     assert digests.recorded(small, small.stat()) is None
-    assert etags.get(small, small.stat()) == f'"{hashlib.sha256(rewritten).hexdigest()[:32]}"'
+    etags = ETags()
+    assert etags.get(small, small.stat()) == f'"{hashlib.sha256(small.read_bytes()).hexdigest()[:32]}"'
+    path = dest / "medium.bin"
+    assert etags.get(path, path.stat()) == f'"{hashlib.sha256(medium).hexdigest()[:32]}"'
+    time.sleep(0.05)  # past the file system's timestamp granularity
+    rewritten = os.urandom(digests.MIN_SIZE)
+    path.write_bytes(rewritten)  # in place, the same size: only the mtime tells the record is stale
+    assert digests.recorded(path, path.stat()) is None
+    assert etags.get(path, path.stat()) == f'"{hashlib.sha256(rewritten).hexdigest()[:32]}"'

@@ -10,7 +10,8 @@ Files are created with ``O_CREAT|O_EXCL|O_NOFOLLOW``: nothing pre-existing is op
 A name that already exists as a regular file is unlinked and created again (a later member of the same name
 wins, as with tar; unlinking first never writes into a hard link's other name).  There is no chown, no
 utime and no fsync per file; ``fchmod`` only when the process umask would strip bits of the wanted mode.
-Each file's sha256 is recorded on it (``specman.archive.digests``) for the server's ETags.
+The sha256 of each file of ``digests.MIN_SIZE`` or more is recorded on it (``specman.archive.digests``) for
+the server's ETags.
 """
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ def _write_job(job: FileJob, chmod: bool) -> None:
     try:
         if job.data:
             _write_all(fd, job.data)
-        digests.record(fd, hashlib.sha256(job.data).digest())
+        if len(job.data) >= digests.MIN_SIZE:
+            digests.record(fd, hashlib.sha256(job.data).digest())
         if chmod:
             os.fchmod(fd, job.mode)
     except OSError as exc:
