@@ -3,9 +3,10 @@
 Copying 10,000 files into the mirror keeps ``migrate``'s process at one full core: the HTTP client's per-request
 work (aiohttp, 0.3 ms a file) plus the file system's (creating, writing and renaming each file: 0.25 ms a file
 measured, more while the kernel writes back earlier data) — threads would only contend for the GIL, and moving the
-file work to threads measured slower.  ``fetch_all`` hands
-part of the paths to helper processes (``spawn``-ed, so nothing of this multi-threaded process is forked), each
-with its own ``HttpTree`` of the same ``Site``, in chunks so that progress moves and a failure stops the rest.
+file work to threads measured slower.  ``fetch_all`` hands part of the paths to helper processes (``spawn``-ed,
+so nothing of this multi-threaded process is forked), each with its own ``HttpTree`` of the same ``Site``, in
+chunks so that progress moves and a failure stops the rest.  It pays on machines with spare cores: on 2 CPUs
+``--processes 2`` measured no faster than one process (the server side bounds the proof), hence the default 1.
 Small trees (fewer than ``MIN_SPLIT`` files) stay in this process: starting a helper costs about half a second.
 The helpers report their own peak memory, which ``helper_peak_rss`` keeps for the summary.
 """
