@@ -7,14 +7,20 @@ import shutil
 from pathlib import Path
 
 from specman.certwatch import CertificateWatcher
-from tests.fixtures.certs import make_certs
+from tests.fixtures.certs import Certs, make_certs
 
 
-def test_reload_once_a_new_pair_has_settled_and_loads(tmp_path: Path) -> None:
+def _served_pair(tmp_path: Path) -> tuple[Certs, Certs, Path, Path]:
+    """Two certificate sets, and the served files (``tls.crt``, ``tls.key``) holding the first one's pair."""
     first, second = make_certs(tmp_path / "one"), make_certs(tmp_path / "two")
     cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
     shutil.copy(first.server_cert, cert)
     shutil.copy(first.server_key, key)
+    return first, second, cert, key
+
+
+def test_reload_once_a_new_pair_has_settled_and_loads(tmp_path: Path) -> None:
+    _, second, cert, key = _served_pair(tmp_path)
     reloads: list[int] = []
     watcher = CertificateWatcher(cert, key, lambda: reloads.append(1))
     assert not watcher.poll()
@@ -34,10 +40,7 @@ def test_reload_once_a_new_pair_has_settled_and_loads(tmp_path: Path) -> None:
 
 
 def test_a_pair_that_does_not_load_or_a_missing_file_changes_nothing(tmp_path: Path) -> None:
-    first, second = make_certs(tmp_path / "one"), make_certs(tmp_path / "two")
-    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
-    shutil.copy(first.server_cert, cert)
-    shutil.copy(first.server_key, key)
+    first, second, cert, key = _served_pair(tmp_path)
     reloads: list[int] = []
     watcher = CertificateWatcher(cert, key, lambda: reloads.append(1))
 

@@ -51,11 +51,6 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleProcess
         server.stop()
 
 
-@pytest.fixture(scope="module")
-def token(console: ConsoleProcess) -> str:
-    return console.login()
-
-
 def _error(r: httpx.Response, status: int, code: str | None = None) -> dict[str, str]:
     assert r.status_code == status, r.text
     body = r.json()
