@@ -24,7 +24,6 @@ import os
 import ssl
 import tempfile
 import threading
-import time
 import urllib.request
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -36,7 +35,7 @@ from urllib.parse import quote, urlsplit
 from specman.errors import ContentError, SpecmanError, TransportError
 from specman.migrate.listing import Listing, parse_listing, safe_segment
 from specman.oci.http import USER_AGENT, TLSOptions, describe_transport_error
-from specman.oci.lowspeed import LOW_SPEED_LIMIT, LOW_SPEED_TIME
+from specman.oci.lowspeed import SpeedWindow
 
 if TYPE_CHECKING:  # imported where used: the CLI imports this module (through quickstart) for every command,
     import aiohttp  # which would otherwise all pay aiohttp's ~14 MiB and import time
@@ -100,25 +99,6 @@ def _connect_reason(exc: aiohttp.ClientConnectorError) -> str:
     if cause.errno and not isinstance(cause, ssl.SSLError):
         return describe_transport_error(OSError(cause.errno, os.strerror(cause.errno)))
     return describe_transport_error(cause)
-
-
-class _Speed:
-    """The low-speed limit of ``specman.oci.lowspeed`` for one reply body: every ``LOW_SPEED_TIME`` seconds at
-    least ``LOW_SPEED_LIMIT`` bytes per second, else a timeout (a trickling server cannot hold a fetch)."""
-
-    def __init__(self) -> None:
-        self.since, self.count = time.monotonic(), 0
-
-    def add(self, size: int) -> None:
-        self.count += size
-        now = time.monotonic()
-        elapsed = now - self.since
-        if elapsed >= LOW_SPEED_TIME:
-            if self.count < LOW_SPEED_LIMIT * elapsed:
-                raise TimeoutError(
-                    f"the server sent {self.count} bytes in {elapsed:.0f} s (less than {LOW_SPEED_LIMIT} bytes/s)"
-                )
-            self.since, self.count = now, 0
 
 
 class HttpTree:
@@ -231,10 +211,11 @@ class HttpTree:
             async with await self._get(directory, {"Accept": _ACCEPT}) as response:
                 if response.status != 200:
                     raise self._fail(what, response.status)
-                body, speed = bytearray(), _Speed()
+                body, speed = bytearray(), SpeedWindow()
                 async for chunk in response.content.iter_chunked(_CHUNK):
                     body += chunk
-                    speed.add(len(chunk))
+                    if (measured := speed.slow(len(chunk))) is not None:
+                        raise TimeoutError(measured)  # a trickling server cannot hold a fetch
                     if len(body) > MAX_LISTING_BYTES:
                         raise ContentError(
                             f"{self.name}: the listing of {what} is larger than {MAX_LISTING_BYTES} bytes"
@@ -290,7 +271,7 @@ class HttpTree:
                     return None
                 if response.status != 200:
                     raise self._fail("/" + _url_path(path), response.status)
-                digest, size, speed = hashlib.sha256(), 0, _Speed()
+                digest, size, speed = hashlib.sha256(), 0, SpeedWindow()
                 out, tmp = None, ""
                 if into is not None:  # small blocking writes on the loop: measured cheaper than thread hops
                     into.parent.mkdir(parents=True, exist_ok=True)
@@ -300,7 +281,8 @@ class HttpTree:
                     async for chunk in response.content.iter_chunked(_CHUNK):  # decoded if the server encoded it
                         digest.update(chunk)
                         size += len(chunk)
-                        speed.add(len(chunk))
+                        if (measured := speed.slow(len(chunk))) is not None:
+                            raise TimeoutError(measured)  # a trickling server cannot hold a fetch
                         if out is not None:
                             out.write(chunk)
                         if progress:

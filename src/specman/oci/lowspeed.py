@@ -19,10 +19,31 @@ from typing import Any
 import httpcore
 import httpx
 
-__all__ = ["LOW_SPEED_LIMIT", "LOW_SPEED_TIME", "LowSpeedTransport", "proxy_mounts"]
+__all__ = ["LOW_SPEED_LIMIT", "LOW_SPEED_TIME", "LowSpeedTransport", "SpeedWindow", "proxy_mounts"]
 
 LOW_SPEED_LIMIT = 1024  # bytes per second
 LOW_SPEED_TIME = 10.0  # seconds
+
+
+class SpeedWindow:
+    """The low-speed rule for one reply: from its creation, every ``window`` seconds at least ``limit`` bytes per
+    second.  ``slow(size)`` counts the bytes just received and returns what was measured when the rule is broken,
+    else None.  Used by ``LowSpeedTransport`` and by ``migrate``'s aiohttp tree reader."""
+
+    def __init__(self, limit: int = LOW_SPEED_LIMIT, window: float = LOW_SPEED_TIME) -> None:
+        self.limit, self.window = limit, window
+        self.since, self.count = time.monotonic(), 0
+
+    def slow(self, size: int) -> str | None:
+        self.count += size
+        now = time.monotonic()
+        elapsed = now - self.since
+        if elapsed < self.window:
+            return None
+        if self.count < self.limit * elapsed:
+            return f"the server sent {self.count} bytes in {elapsed:.0f} s (less than {self.limit} bytes/s)"
+        self.since, self.count = now, 0
+        return None
 
 
 class _Stream(httpcore.NetworkStream):
@@ -30,27 +51,19 @@ class _Stream(httpcore.NetworkStream):
         self._inner = inner
         self._limit = limit
         self._window = window
-        self._since: float | None = None  # None: no reply byte since the last request was sent
-        self._count = 0
+        self._speed: SpeedWindow | None = None  # None: no reply byte since the last request was sent
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         data = self._inner.read(max_bytes, timeout)
-        now = time.monotonic()
-        if self._since is None:
-            self._since, self._count = now, 0
+        if self._speed is None:
+            self._speed = SpeedWindow(self._limit, self._window)  # the reply has begun: its first bytes start it
             return data
-        self._count += len(data)
-        elapsed = now - self._since
-        if elapsed >= self._window:
-            if self._count < self._limit * elapsed:
-                raise httpcore.ReadTimeout(
-                    f"the server sent {self._count} bytes in {elapsed:.0f} s (less than {self._limit} bytes/s)"
-                )
-            self._since, self._count = now, 0
+        if (measured := self._speed.slow(len(data))) is not None:
+            raise httpcore.ReadTimeout(measured)
         return data
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._since = None
+        self._speed = None
         self._inner.write(buffer, timeout)
 
     def close(self) -> None:
