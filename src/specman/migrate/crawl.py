@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 from urllib.parse import quote, urlsplit
 
-from specman.errors import ContentError, SpecmanError, TransportError
+from specman.errors import ContentError, SpecmanError
 from specman.migrate.listing import Listing, parse_listing, safe_segment
-from specman.oci.http import USER_AGENT, TLSOptions, describe_transport_error
+from specman.oci.http import USER_AGENT, TLSOptions, describe_transport_error, transport_error
 from specman.oci.lowspeed import SpeedWindow
 
 if TYPE_CHECKING:  # imported where used: the CLI imports this module (through quickstart) for every command,
@@ -181,16 +181,13 @@ class HttpTree:
         try:
             yield
         except TimeoutError as exc:
-            detail = f": {exc}" if "bytes/s" in str(exc) else ""
-            raise TransportError(f"{self.host}: timed out ({type(exc).__name__}{detail})") from exc
+            raise transport_error(self.host, exc, "timeout") from exc
         except aiohttp.ClientConnectorError as exc:
-            reason = _connect_reason(exc)
-            hint = " (use --ca-file or --insecure)" if "certificate" in reason else ""
-            raise TransportError(f"cannot connect to {self.host}: {reason}{hint}") from exc
+            raise transport_error(self.host, exc, "connect", _connect_reason(exc)) from exc
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
-            raise TransportError(f"{self.host}: connection broken: {describe_transport_error(exc)}") from exc
+            raise transport_error(self.host, exc, "broken") from exc
         except (aiohttp.ClientError, OSError) as exc:
-            raise TransportError(f"{self.host}: {describe_transport_error(exc)}") from exc
+            raise transport_error(self.host, exc, "other") from exc
 
     async def _get(self, path: str, headers: dict[str, str]) -> aiohttp.ClientResponse:
         """GET ``path``: the reply with its head read (bounded by ``HEAD_TIMEOUT``), its body still to read."""

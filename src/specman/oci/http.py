@@ -25,6 +25,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Literal
 
 import httpx
 import stamina
@@ -53,6 +54,7 @@ __all__ = [
     "raise_for_registry_error",
     "send",
     "stop_retrying",
+    "transport_error",
 ]
 
 USER_AGENT = f"specman/{__version__}"
@@ -139,22 +141,36 @@ def describe_transport_error(exc: BaseException) -> str:
     return text
 
 
+def transport_error(
+    host: str, exc: BaseException, kind: Literal["timeout", "connect", "broken", "other"], reason: str | None = None
+) -> TransportError:
+    """The one line specman says for a transport failure of ``kind`` reaching ``host`` (``reason`` overrides
+    ``describe_transport_error(exc)``); shared by the httpx clients and migrate's aiohttp tree reader."""
+    if kind == "timeout":
+        detail = f": {exc}" if "bytes/s" in str(exc) else ""  # the low-speed limit says what it measured
+        return TransportError(f"{host}: timed out ({type(exc).__name__}{detail})")
+    reason = reason or describe_transport_error(exc)
+    if kind == "connect":
+        hint = " (use --ca-file or --insecure)" if "certificate" in reason else ""
+        return TransportError(f"cannot connect to {host}: {reason}{hint}")
+    if kind == "broken":
+        return TransportError(f"{host}: connection broken: {reason}")
+    return TransportError(f"{host}: {reason}")
+
+
 @contextlib.contextmanager
 def map_transport_errors(host: str) -> Iterator[None]:
     """Map httpx and OS transport failures to ``TransportError`` naming ``host``."""
     try:
         yield
     except httpx.TimeoutException as exc:
-        detail = f": {exc}" if "bytes/s" in str(exc) else ""  # the low-speed limit says what it measured
-        raise TransportError(f"{host}: timed out ({type(exc).__name__}{detail})") from exc
+        raise transport_error(host, exc, "timeout") from exc
     except httpx.ConnectError as exc:
-        reason = describe_transport_error(exc)
-        hint = " (use --ca-file or --insecure)" if "certificate" in reason else ""
-        raise TransportError(f"cannot connect to {host}: {reason}{hint}") from exc
+        raise transport_error(host, exc, "connect") from exc
     except httpx.RemoteProtocolError as exc:
-        raise TransportError(f"{host}: connection broken: {describe_transport_error(exc)}") from exc
+        raise transport_error(host, exc, "broken") from exc
     except (httpx.TransportError, OSError) as exc:
-        raise TransportError(f"{host}: {describe_transport_error(exc)}") from exc
+        raise transport_error(host, exc, "other") from exc
 
 
 class _RetryableStatus(Exception):
