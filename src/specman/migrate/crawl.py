@@ -250,6 +250,9 @@ class HttpTree:
     async def _fetch(
         self, path: str, into: Path | None, progress: Callable[[int], None] | None, known: FileState | None
     ) -> FileState | None:
+        """Fetch ``path``, hashing it while it streams (and writing it to ``into``, atomically); ``None`` when the
+        server says 404.  With ``known`` (a previous fetch), the server is asked whether it changed since
+        (``If-None-Match``/``If-Modified-Since``) and a 304 returns ``known`` without a body."""
         headers = {"Accept-Encoding": "identity"}  # the bytes as stored: hashed as they arrive, no decoding copy
         if known is not None and into is None:
             if known.etag:
@@ -295,19 +298,6 @@ class HttpTree:
                 return FileState(
                     digest.hexdigest(), size, response.headers.get("ETag"), response.headers.get("Last-Modified")
                 )
-
-    def fetch(
-        self,
-        path: str,
-        *,
-        into: Path | None = None,
-        progress: Callable[[int], None] | None = None,
-        known: FileState | None = None,
-    ) -> FileState | None:
-        """Fetch ``path``, hashing it while it streams (and writing it to ``into``, atomically); ``None`` when the
-        server says 404.  With ``known`` (a previous fetch), the server is asked whether it changed since
-        (``If-None-Match``/``If-Modified-Since``) and a 304 returns ``known`` without a body."""
-        return self._run(self._fetch(path, into, progress, known))
 
     def fetch_all(
         self,
