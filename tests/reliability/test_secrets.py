@@ -7,12 +7,17 @@ is run with all of them at once.  Searched: every command's stdout and stderr, t
 ``/proc/*/cmdline`` of every process (sampled while the services run and after every command), every file of
 the data dirs (the console database and its WAL included) and of the pulled tree.  Allowed: the docker
 ``config.json`` that ``login`` writes, as docker does.
+
+The registry password and the console admin password are made for this test alone: the suite's shared fixture
+passwords also appear, legitimately, on the command lines of other tests' tools (skopeo ``--dest-creds``, curl
+in the documentation's script) running at the same time on the other xdist worker.
 """
 
 from __future__ import annotations
 
 import base64
 import os
+import secrets as random_secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,8 +25,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ServeFactory
-from tests.fixtures.console import ADMIN_PASSWORD, EXAMPLES, start_console
+from tests.conftest import RegistryFactory, ServeFactory
+from tests.fixtures.console import EXAMPLES, start_console
 from tests.fixtures.registry import Registry
 from tests.reliability.conftest import Results, Scale, scales
 from tests.test_cli import run
@@ -58,7 +63,7 @@ def _files_under(root: Path) -> Iterator[Path]:
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("scale", scales(Scale("short", 1), Scale("long", 3)))
 def test_secrets_appear_nowhere(
-    tls_registry: Registry,
+    registry_factory: RegistryFactory,
     serve_factory: ServeFactory,
     docker_config: Path,
     tmp_path: Path,
@@ -66,13 +71,16 @@ def test_secrets_appear_nowhere(
     scale: Scale,
 ) -> None:
     result = results("6. secrets in outputs, logs, cmdlines, data dirs, database", scale.name)
+    unique = random_secrets.token_hex(8)
+    tls_registry: Registry = registry_factory("htpasswd", users={"alice": f"Registry-pw-{unique}"})
+    admin_password = f"Admin-pw-{unique}"
     assert tls_registry.username and tls_registry.password
     user, password = tls_registry.username, tls_registry.password
     secrets = {
         "registry password": password,
         "registry Basic credentials": base64.b64encode(f"{user}:{password}".encode()).decode(),
         "wrong password": WRONG,
-        "console admin password": ADMIN_PASSWORD,
+        "console admin password": admin_password,
         "SCAR password": SCAR_PASSWORD,
         "pack registry password": PACK_PASSWORD,
         "service token": SERVICE_TOKEN,
@@ -124,7 +132,12 @@ def test_secrets_appear_nowhere(
             tmp_path / f"serve-{trial}",
             extra_args=["--basic-auth-file", str(outside / "basic"), "--notify-token-file", str(outside / "notify")],
         )
-        console = start_console(tmp_path / f"console-{trial}", "--service-token-file", str(outside / "service"))
+        console = start_console(
+            tmp_path / f"console-{trial}",
+            "--service-token-file",
+            str(outside / "service"),
+            admin_password=admin_password,
+        )
         try:
             texts["cmdlines while serving"] = _cmdlines()
             with server.client() as c:
@@ -134,7 +147,7 @@ def test_secrets_appear_nowhere(
                 c.post("/_specman/notify", headers={"Authorization": f"Bearer {WRONG}"}, json={"events": []})
             with console.client() as c:
                 c.post("/v1/auth/syslogin", json={"username": "admin", "password": WRONG})
-            token = console.login()
+            token = console.login(admin_password)
             secrets[f"session token {trial}"] = token
             with console.client(token) as c:
                 scar = {"endpoint": "https://scar.example.com", "username": "scar", "password": SCAR_PASSWORD}
@@ -149,7 +162,7 @@ def test_secrets_appear_nowhere(
             # the whole migration, with every secret it takes from files and the environment
             source = _write_tree(tmp_path / f"migrate-{trial}", _files("M", _paths("m", 5)))
             shutil.copytree(EXAMPLES / "cloud-types", source / "cloud-types")  # the jobs' data: they succeed
-            (outside / "console").write_text(ADMIN_PASSWORD + "\n")
+            (outside / "console").write_text(admin_password + "\n")
             migrate = [
                 *("migrate", "--from", str(source), "--to", f"{repo}:2.0.{trial}", "--console", console.base),
                 *("--console-ca-file", str(console.ca), "--console-password-file", str(outside / "console")),
