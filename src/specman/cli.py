@@ -7,6 +7,7 @@ from argv.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -43,8 +44,45 @@ from specman.ui import UI
 
 __all__ = ["main"]
 
+# the commands with their own modules, imported only when they run (or when --help lists them)
+_LAZY_COMMANDS: dict[str, str] = {
+    "console": "specman.console_command:console",
+    "migrate": "specman.migrate_command:migrate",
+    "quickstart": "specman.quickstart:quickstart",
+    "serve": "specman.serve_command:serve",
+    "sync": "specman.sync_command:sync",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+
+class LazyGroup(click.Group):
+    """A click group that imports a subcommand's module only when that subcommand is needed.
+
+    click's documented pattern for lazily loaded subcommands: ``specman push`` does not pay for importing the
+    service, console and migration code (their modules and what they import), which the CLI's start-up time
+    — part of every push and pull — would otherwise include.
+    """
+
+    def __init__(self, *args: Any, lazy: dict[str, str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy and cmd_name not in self.commands:
+            module, _, name = self.lazy[cmd_name].partition(":")
+            command = getattr(importlib.import_module(module), name)
+            assert isinstance(command, click.Command), self.lazy[cmd_name]
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy=_LAZY_COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
+)
 @click.version_option(__version__, prog_name="specman")
 @click.option("-q", "--quiet", is_flag=True, envvar="SPECMAN_QUIET", help="No progress bars or status lines.")
 @click.option(
@@ -233,15 +271,6 @@ def logout(ui: UI, registry: str) -> None:
         ui.status(f"Not logged in to {host}")
 
 
-from specman.quickstart import quickstart  # noqa: E402  (registers the command)
-from specman.serve_command import serve  # noqa: E402  (registers the command)
-from specman.sync_command import sync  # noqa: E402  (registers the command)
-
-cli.add_command(quickstart)
-cli.add_command(sync)
-cli.add_command(serve)
-
-
 def main(argv: list[str] | None = None) -> None:
     """Entry point: map specman errors to one line on stderr and exit 1 (2 for usage errors)."""
     try:
@@ -266,10 +295,3 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"Error:{where}: {exc.strerror or exc}", err=True)
         sys.exit(1)
     sys.exit(0)
-
-
-from specman.console_command import console  # noqa: E402  (registers the command)
-from specman.migrate_command import migrate  # noqa: E402  (registers the command)
-
-cli.add_command(console)
-cli.add_command(migrate)
