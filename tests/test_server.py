@@ -153,6 +153,23 @@ def test_probes_status_and_methods(servers: tuple[ServeProcess, ServeProcess]) -
         assert set(status["tags"]) == {"4.5.13", "4.5.15"}
         post = client.post("/version.json", content=b"x")
         assert post.status_code == 405 and post.headers["allow"] == "GET, HEAD"
+    for server in servers:  # the app answers granian's lifespan scope: no warning in the operators' log
+        assert "Lifespan errored" not in server.log_text(), server.log_tail()
+
+
+def test_lifespan_startup_and_shutdown(tmp_path: Path) -> None:
+    app = create_app(tmp_path, basic_auth=("alice", "pw"))
+    incoming = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent: list[str] = []
+
+    async def receive() -> dict[str, str]:
+        return incoming.pop(0)
+
+    async def send(message: dict[str, str]) -> None:
+        sent.append(message["type"])
+
+    anyio.run(app, {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send)
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
 
 
 def test_basic_auth(servers: tuple[ServeProcess, ServeProcess]) -> None:

@@ -269,8 +269,9 @@ def create_app(data_dir: Path, *, basic_auth: tuple[str, str] | None = None, run
     )
 
     async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
-        """Files straight to ``_Files`` (the hot path: no router, no Starlette middleware); the rest to ``api``."""
-        path = scope["path"]
+        """Files straight to ``_Files`` (the hot path: no router, no Starlette middleware); the rest to ``api``
+        (which also answers the server's ``lifespan`` scope, which has no path)."""
+        path = scope.get("path", "")
         if scope["type"] == "http" and path not in _API_PATHS and not path.startswith(STATIC_PREFIX):
             await files(scope, receive, send)
         else:
