@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         if output is not None:
             write_section(output, table, "migrate")
             log(f"wrote the migrate section of {output}")
-        manual_s, migrate_s = _median_round(rounds, "manual"), _median_round(rounds, "migrate")
+        manual_s, migrate_s = _medians(rounds)
         peak = max(r.migrate.peak_rss_mib for r in rounds)
         met = migrate_s <= TIME_GOAL * manual_s and peak <= RSS_GOAL
         return 0 if met or args.quick else 1  # the smoke run's tiny tree measures fixed costs, not the goal
@@ -240,12 +240,14 @@ class Bench:
         return migrate, summary
 
 
-def _median_round(rounds: list[Round], which: str) -> float:
-    return statistics.median(r.manual.total.seconds if which == "manual" else r.migrate.seconds for r in rounds)
+def _medians(rounds: list[Round]) -> tuple[float, float]:
+    """The median times of the manual pipeline and of the migration over the rounds."""
+    manual = statistics.median(r.manual.total.seconds for r in rounds)
+    return manual, statistics.median(r.migrate.seconds for r in rounds)
 
 
 def report(files: int, nbytes: int, rounds: list[Round]) -> str:
-    manual_s, migrate_s = _median_round(rounds, "manual"), _median_round(rounds, "migrate")
+    manual_s, migrate_s = _medians(rounds)
     ratio = migrate_s / manual_s
     middle = sorted(rounds, key=lambda r: r.migrate.seconds)[len(rounds) // 2]  # the median migration's phases
     stage = {
