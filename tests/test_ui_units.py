@@ -9,7 +9,7 @@ from starlette.datastructures import Headers
 
 from specman.console.csrf import cross_origin_problem
 from specman.errors import SyncError
-from specman.runtime import HISTORY_MAX, SyncStatus
+from specman.runtime.rundir import HISTORY_MAX, SyncStatus
 from specman.server.status_page import sync_chart
 from specman.sync.reconcile import SyncResult
 from specman.webui.templates import human_bytes, human_duration, human_time, render

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
+from specman.cli.ui import UI
 from specman.console.client import ConsoleClient
 from specman.console.registries import SPECTRO_REPOSITORY
 from specman.errors import MigrationError, SpecmanError
@@ -41,7 +42,6 @@ from specman.migrate.source import Source, UrlSource
 from specman.oci import push_artifact
 from specman.oci.client import RemoteRepository
 from specman.oci.repository import RegistryOptions, Target
-from specman.ui import UI
 
 __all__ = ["Migration", "MigrationPlan"]
 

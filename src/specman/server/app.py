@@ -24,8 +24,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from specman.metrics import CONTENT_TYPE, Metrics
-from specman.runtime import RunDir
+from specman.runtime.metrics import CONTENT_TYPE, Metrics
+from specman.runtime.rundir import RunDir
 from specman.server.conditional import RangeNotSatisfiable, not_modified, parse_range, range_applies
 from specman.server.files import FileIndex, html_listing, listing, send_file, send_whole_file
 from specman.server.guards import BasicAuth, CountResponses, Methods, read_basic_auth
@@ -286,7 +286,7 @@ def create_app(data_dir: Path, *, basic_auth: tuple[str, str] | None = None, run
 
 
 def app_from_env() -> ASGIApp:
-    """Factory for the server workers: ``specman serve`` exported its run directory (``specman.runtime``)."""
+    """Factory for the server workers: ``specman serve`` exported its run directory (``specman.runtime.rundir``)."""
     run = RunDir.from_env()
     config = run.config()
     Store(Path(config.data_dir)).drop_inherited_lock()  # forked with the main process's lock descriptor

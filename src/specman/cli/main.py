@@ -17,7 +17,7 @@ import click
 
 from specman import __version__, logs
 from specman.archive import extract_archive
-from specman.cli_options import (
+from specman.cli.options import (
     check_dest,
     connection_options,
     limits,
@@ -28,6 +28,7 @@ from specman.cli_options import (
     registry_options_from,
     with_limits,
 )
+from specman.cli.ui import UI
 from specman.errors import SpecmanError, UsageError
 from specman.oci import (
     RegistryClient,
@@ -40,17 +41,16 @@ from specman.oci import (
 from specman.oci.auth import RegistryAuth
 from specman.oci.credentials import Credentials, DockerConfig
 from specman.oci.reference import DOCKER_HUB
-from specman.ui import UI
 
 __all__ = ["main"]
 
 # the commands with their own modules, imported only when they run (or when --help lists them)
 _LAZY_COMMANDS: dict[str, str] = {
-    "console": "specman.console_command:console",
-    "migrate": "specman.migrate_command:migrate",
-    "quickstart": "specman.quickstart:quickstart",
-    "serve": "specman.serve_command:serve",
-    "sync": "specman.sync_command:sync",
+    "console": "specman.cli.console:console",
+    "migrate": "specman.cli.migrate:migrate",
+    "quickstart": "specman.cli.quickstart:quickstart",
+    "serve": "specman.cli.serve:serve",
+    "sync": "specman.cli.sync:sync",
 }
 
 

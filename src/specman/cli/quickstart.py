@@ -32,21 +32,21 @@ from typing import Any
 import click
 import httpx
 
-from specman.cli_options import connection_options, registry_options_from
+from specman.cli.migrate import run_migration
+from specman.cli.options import connection_options, registry_options_from
+from specman.cli.ui import UI
 from specman.console.client import ConsoleClient
 from specman.errors import SpecmanError, UsageError
 from specman.files import atomic_write
 from specman.migrate.endpoint import SpecmanEndpoint
 from specman.migrate.run import MigrationPlan
 from specman.migrate.source import DirectorySource
-from specman.migrate_command import run_migration
 from specman.oci import open_target
 from specman.oci.http import TLSOptions
 from specman.oci.reference import DEFAULT_REPOSITORY
 from specman.oci.repository import RegistryOptions
+from specman.runtime.granian import parse_listen
 from specman.samples import bundled_manifests
-from specman.ui import UI
-from specman.web import parse_listen
 
 __all__ = ["quickstart"]
 

@@ -20,7 +20,8 @@ import click
 
 from specman import logs
 from specman.archive import ExtractLimits
-from specman.cli_options import limits, open_source, registry_options, registry_options_from, with_extract_limits
+from specman.cli.options import limits, open_source, registry_options, registry_options_from, with_extract_limits
+from specman.cli.ui import UI
 from specman.console.client import ConsoleClient
 from specman.errors import SpecmanError, UsageError
 from specman.oci import Repository
@@ -30,7 +31,6 @@ from specman.sync import SyncResult, TagFilter, reconcile_once, run_loop
 from specman.sync.configdir import ConfigDir
 from specman.sync.loop import parse_duration
 from specman.sync.source import ConsoleSource
-from specman.ui import UI
 
 __all__ = ["Duration", "SyncSettings", "stop_on_signals", "sync", "sync_options", "sync_settings"]
 

@@ -5,7 +5,7 @@ and server certificate generated into ``<data-dir>/tls``, or none with ``--no-tl
 with ``workers`` processes sharing the port (SO_REUSEPORT), crashed workers respawned, its own log lines in
 specman's format (logrus text or JSON), and returns after SIGTERM/SIGINT once in-flight requests are done (at
 most 20 s later: then the workers are killed). A renewed certificate is served without a restart: granian
-replaces its workers gracefully when the files change (``specman.certwatch``), or on SIGHUP.
+replaces its workers gracefully when the files change (``specman.runtime.certwatch``), or on SIGHUP.
 
 The server stack (granian, cryptography) is imported inside the functions: commands that do not serve start faster.
 """
@@ -82,7 +82,7 @@ def parse_listen(value: str, *, any_port: bool = False) -> tuple[str, int]:
 
 def check_tls(no_tls: bool, cert: Path | None, key: Path | None) -> None:
     """UsageError for a bad combination or an unusable certificate pair; writes nothing (call it first)."""
-    from specman.tls import server_context  # cryptography loads only when serving
+    from specman.runtime.tls import server_context  # cryptography loads only when serving
 
     if no_tls and (cert or key):
         raise UsageError("--no-tls cannot be combined with --tls-cert/--tls-key")
@@ -96,7 +96,7 @@ def tls_files(
     data_dir: Path, no_tls: bool, cert: Path | None, key: Path | None, sans: tuple[str, ...]
 ) -> tuple[Path, Path] | None:
     """The (certificate, key) to serve with — given, or generated into ``<data_dir>/tls`` — or None for HTTP."""
-    from specman.tls import ensure_certificates
+    from specman.runtime.tls import ensure_certificates
 
     check_tls(no_tls, cert, key)
     if no_tls:
@@ -185,14 +185,14 @@ def run_asgi(
 
 
 def _reload_on_new_certificate(server: Any, cert: Path, key: Path) -> None:
-    """Serve a renewed certificate without a restart (``specman.certwatch``): the watcher starts once granian
+    """Serve a renewed certificate without a restart (``specman.runtime.certwatch``): the watcher starts once granian
     handles SIGHUP (its start-up hook) and sends it one when the files change; before the new workers start,
     granian resolves the paths again (a Secret volume's old timestamped directory is gone by then)."""
     import signal
 
     from granian.constants import SSLProtocols
 
-    from specman.certwatch import CertificateWatcher
+    from specman.runtime.certwatch import CertificateWatcher
 
     watcher = CertificateWatcher(cert, key, lambda: os.kill(os.getpid(), signal.SIGHUP))
 

@@ -19,7 +19,8 @@ from typing import Any
 
 import click
 
-from specman.cli_options import read_secret_file, registry_options, registry_options_from
+from specman.cli.options import read_secret_file, registry_options, registry_options_from
+from specman.cli.ui import UI
 from specman.console.client import ConsoleClient
 from specman.errors import SpecmanError, UsageError
 from specman.migrate.endpoint import SpecmanEndpoint
@@ -27,7 +28,6 @@ from specman.migrate.run import Migration, MigrationPlan
 from specman.migrate.source import open_source
 from specman.oci import open_target
 from specman.oci.http import TLSOptions
-from specman.ui import UI
 
 __all__ = ["migrate", "read_secret", "run_migration"]
 

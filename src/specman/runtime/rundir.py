@@ -7,7 +7,7 @@ under ``$TMPDIR``; removed on exit) and passes its path to the workers in ``SPEC
     <run>/app.json         how the workers build the app: data dir, source, auth and notify settings (no secret)
     <run>/sync.json        the sync loop's state (``SyncStatus``), replaced atomically after every reconcile
     <run>/notify.fifo      worker → main: one JSON line per accepted registry notification ([tag, action] pairs)
-    <run>/metrics/         prometheus-client's multiprocess files (``specman.metrics``)
+    <run>/metrics/         prometheus-client's multiprocess files (``specman.runtime.metrics``)
 
 It holds runtime state only: the data directory keeps what must survive a restart.  A FIFO (not a socket) is
 used because its path may be long and a write of less than ``PIPE_BUF`` bytes is atomic; the main process

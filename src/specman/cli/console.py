@@ -17,9 +17,9 @@ from pathlib import Path
 import click
 
 from specman import logs
+from specman.cli.sync import Duration
 from specman.errors import UsageError
-from specman.sync_command import Duration
-from specman.web import parse_listen, run_asgi, server_options, tls_files
+from specman.runtime.granian import parse_listen, run_asgi, server_options, tls_files
 
 __all__ = ["console"]
 

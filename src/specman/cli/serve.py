@@ -1,7 +1,7 @@
 """``specman serve REPO --data-dir DIR``: the sync loop in a background thread, granian serving the data dir in front.
 
 The main process opens the store (lock + recovery), creates the run directory it shares with the workers
-(``specman.runtime``: app settings, the sync state file, the notification FIFO, the metrics files), runs
+(``specman.runtime.rundir``: app settings, the sync state file, the notification FIFO, the metrics files), runs
 ``specman.sync.run_loop`` in a thread and granian in the foreground with ``--workers`` processes sharing the
 port; each worker builds the app with ``specman.server.app.app_from_env``.  Secrets stay in their files (or the
 environment they came from): only paths are passed on.  A registry notification accepted by a worker reaches
@@ -24,17 +24,17 @@ from typing import Any, Final
 
 import click
 
+from specman.cli.sync import Source, stop_on_signals, sync_options, sync_settings
 from specman.errors import SyncError, UsageError
 from specman.oci import RemoteRepository
 from specman.oci.http import stop_retrying
 from specman.oci.reference import DEFAULT_REPOSITORY
-from specman.runtime import AppConfig, RunDir, SyncStatus
+from specman.runtime.granian import check_tls, parse_listen, run_asgi, server_options, tls_files
+from specman.runtime.rundir import AppConfig, RunDir, SyncStatus
 from specman.store import Store
 from specman.sync import SyncResult, run_loop
 from specman.sync.source import ConsoleSource
 from specman.sync.trigger import Trigger
-from specman.sync_command import Source, stop_on_signals, sync_options, sync_settings
-from specman.web import check_tls, parse_listen, run_asgi, server_options, tls_files
 
 __all__ = ["serve"]
 
@@ -82,7 +82,7 @@ def serve(
 ) -> None:
     """Sync REPO (or the console's registry) into DIR as 'specman sync' does, and serve DIR's merged view over HTTPS."""
     # The server stack (granian, Starlette) loads only for this command: other commands start faster and smaller.
-    from specman.metrics import Metrics
+    from specman.runtime.metrics import Metrics
     from specman.server.guards import read_basic_auth
 
     host, port = parse_listen(listen)
