@@ -281,12 +281,9 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except UsageError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(2)
-    except SpecmanError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(1)
+    except SpecmanError as exc:  # the one place an error becomes output and an exit code; hints only here
+        click.echo(f"Error: {exc.render()}", err=True)
+        sys.exit(2 if isinstance(exc, UsageError) else 1)
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(130)

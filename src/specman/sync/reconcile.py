@@ -26,12 +26,9 @@ from typing import Final, TypeVar
 from specman.archive import ExtractLimits
 from specman.errors import (
     ContentError,
-    RateLimitedError,
-    RegistryError,
     SpecmanError,
     StoreError,
     SyncError,
-    TransportError,
 )
 from specman.oci import Repository, extract_layer_into, reject_container_image, resolve_image_manifest
 from specman.oci.blob import Progress
@@ -97,26 +94,20 @@ class SyncState:
     def fail_tag(self, tag: str, exc: SpecmanError) -> None:
         """Record and log one tag's failure (one line: tag, digest if known, cause)."""
         self.failed[tag] = str(exc)
-        self.failure_kinds[tag] = type(exc).__name__
-        fields = {"tag": tag, "digest": self.digests.get(tag, ""), "reason": type(exc).__name__, "error": str(exc)}
+        self.failure_kinds[tag] = exc.kind
+        fields = {"tag": tag, "digest": self.digests.get(tag, ""), "reason": exc.kind, "error": str(exc)}
         log.error(f"Failed to sync {tag}", extra={"fields": fields})
 
 
 Step = Callable[[SyncState], None]
 
 
-def _retryable(exc: SpecmanError) -> bool:
-    """Can trying again later fix ``exc``?  Network, throttling, server-side and disk problems: yes."""
-    if isinstance(exc, TransportError | RateLimitedError | StoreError):
-        return True
-    return isinstance(exc, RegistryError) and (exc.status or 0) >= 500
-
-
 def _fail(reason: str, exc: SpecmanError) -> SyncError:
-    """The one way a step gives up: a ``SyncError`` with a reason, the cause and whether a retry may help."""
+    """The one way a step gives up: a ``SyncError`` with a reason, the cause and whether a retry may help (the
+    cause's own ``retryable``, decided where it was raised)."""
     if isinstance(exc, SyncError):
         return exc
-    return SyncError(str(exc), reason=reason, retryable=_retryable(exc))
+    return SyncError(str(exc), reason=reason, retryable=exc.retryable)
 
 
 def _go_list(items: Iterable[str]) -> str:
