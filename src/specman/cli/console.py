@@ -4,7 +4,8 @@ The parent process prepares everything once — the data directory (0700), the s
 (``DIR/secret.key`` or ``--secret-key-file``), the admin user (``--admin-password-file``, ``SPECMAN_ADMIN_PASSWORD``,
 or a generated password written to ``DIR/admin-password``; the log names the file, never the password), job runs
 left behind by a previous process (failed) and the TLS material (``tls_files``: ``DIR/tls/ca.crt`` for clients) —
-then runs granian with ``--workers`` processes building the app with ``specman.console.app:app_from_env``.
+then hands the process to a ``specman.runtime.Supervisor``: granian with ``--workers`` processes building the app
+with ``specman.runtime.workers.console_app`` from the settings in its run directory.
 """
 
 from __future__ import annotations
@@ -12,19 +13,26 @@ from __future__ import annotations
 import logging
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import click
 
-from specman import logs
-from specman.cli.sync import Duration
+from specman.cli.options import Duration, ServerSettings
+from specman.cli.settings import opt, uses
+from specman.cli.sync import configure_logging
 from specman.errors import UsageError
-from specman.runtime.granian import parse_listen, run_asgi, server_options, tls_files
+from specman.runtime.granian import check_tls, parse_listen
+from specman.runtime.rundir import RunDir
+from specman.runtime.supervisor import Listener, Supervisor
+from specman.runtime.workers import ConsoleWorkers
 
-__all__ = ["console"]
+__all__ = ["ConsoleSettings", "console"]
 
 log = logging.getLogger("specman.console")
 ADMIN_PASSWORD_ENV = "SPECMAN_ADMIN_PASSWORD"  # noqa: S105 - the variable's name
+_EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
 def _secret_file(path: Path, option: str) -> str:
@@ -65,96 +73,90 @@ def _prepare(
         storage.close()
 
 
-@click.command()
-@click.option(
-    "--data-dir",
-    required=True,
-    envvar="SPECMAN_DATA_DIR",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Directory for console.db, secret.key, admin-password and tls/.",
-)
-@server_options("0.0.0.0:8444", "Server processes sharing the port (jobs are coordinated through the database).")
-@click.option(
-    "--admin-password-file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    envvar="SPECMAN_ADMIN_PASSWORD_FILE",
-    help="The admin password (first line). Else SPECMAN_ADMIN_PASSWORD, else generated into DIR/admin-password.",
-)
-@click.option(
-    "--secret-key-file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    envvar="SPECMAN_SECRET_KEY_FILE",
-    help="AES key for secrets at rest (32 bytes, base64). Default: DIR/secret.key, generated once.",
-)
-@click.option(
-    "--service-token-file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    envvar="SPECMAN_SERVICE_TOKEN_FILE",
-    help="Token (first line) that specman serve presents to read the Spectro manifests registry.",
-)
-@click.option(
-    "--token-ttl",
-    type=Duration(),
-    default="24h",
-    show_default=True,
-    envvar="SPECMAN_TOKEN_TTL",
-    help="Lifetime of session tokens.",
-)
-@click.option(
-    "--database",
-    envvar="SPECMAN_CONSOLE_DATABASE",
-    metavar="URL",
-    help="sqlite:///PATH (default: DIR/console.db).",
-)
-@click.pass_context
-def console(
-    ctx: click.Context,
-    /,
-    data_dir: Path,
-    listen: str,
-    no_tls: bool,
-    tls_cert: Path | None,
-    tls_key: Path | None,
-    tls_sans: tuple[str, ...],
-    workers: int,
-    admin_password_file: Path | None,
-    secret_key_file: Path | None,
-    service_token_file: Path | None,
-    token_ttl: float,
-    database: str | None,
-) -> None:
-    """Serve the console's system API (login, SCAR config, pack registries, jobs) over HTTPS."""
-    from specman.console.app import ENV
+@dataclass(frozen=True)
+class ConsoleSettings(ServerSettings):
+    """``console``'s options: its data dir, the shared server options (on 8444), the admin, keys and tokens."""
 
-    root = ctx.find_root().params
-    logs.configure("debug" if root.get("verbose", 0) > 1 else "info", fmt=root.get("log_format") or "text")
-    host, port = parse_listen(listen)
+    param: ClassVar[str] = "settings"
+
+    data_dir: Path = opt(
+        "--data-dir",
+        required=True,
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Directory for console.db, secret.key, admin-password and tls/.",
+    )
+    listen: str = opt("--listen", default="0.0.0.0:8444", show_default=True, help="Address to serve on.")
+    workers: int = opt(
+        "--workers",
+        type=click.IntRange(1, 64),
+        default=1,
+        show_default=True,
+        help="Server processes sharing the port (jobs are coordinated through the database).",
+    )
+    admin_password_file: Path | None = opt(
+        "--admin-password-file",
+        type=_EXISTING_FILE,
+        help="The admin password (first line). Else SPECMAN_ADMIN_PASSWORD, else generated into DIR/admin-password.",
+    )
+    secret_key_file: Path | None = opt(
+        "--secret-key-file",
+        type=_EXISTING_FILE,
+        help="AES key for secrets at rest (32 bytes, base64). Default: DIR/secret.key, generated once.",
+    )
+    service_token_file: Path | None = opt(
+        "--service-token-file",
+        type=_EXISTING_FILE,
+        help="Token (first line) that specman serve presents to read the Spectro manifests registry.",
+    )
+    token_ttl: float = opt(
+        "--token-ttl", type=Duration(), default="24h", show_default=True, help="Lifetime of session tokens."
+    )
+    database: str | None = opt(
+        "--database", envvar="SPECMAN_CONSOLE_DATABASE", metavar="URL", help="sqlite:///PATH (default: DIR/console.db)."
+    )
+
+    def workers_config(self) -> ConsoleWorkers:
+        return ConsoleWorkers(
+            data_dir=str(self.data_dir.resolve()),
+            database=self.database,
+            secret_key_file=str(self.secret_key_file.resolve()) if self.secret_key_file else None,
+            service_token_file=str(self.service_token_file.resolve()) if self.service_token_file else None,
+            token_ttl=self.token_ttl,
+        )
+
+
+@click.command()
+@uses(ConsoleSettings)
+def console(settings: ConsoleSettings) -> None:
+    """Serve the console's system API (login, SCAR config, pack registries, jobs) over HTTPS."""
+    configure_logging(click.get_current_context())
+    host, port = parse_listen(settings.listen)
     admin_password = (
-        _secret_file(admin_password_file, "--admin-password-file")
-        if admin_password_file
+        _secret_file(settings.admin_password_file, "--admin-password-file")
+        if settings.admin_password_file
         else os.environ.get(ADMIN_PASSWORD_ENV) or None
     )
-    if service_token_file is not None:
-        _secret_file(service_token_file, "--service-token-file")
-    _prepare(data_dir, database, secret_key_file, admin_password)
-    tls = tls_files(data_dir, no_tls, tls_cert, tls_key, tls_sans)
-    settings = {
-        "data_dir": str(data_dir.resolve()),
-        "database": database,
-        "secret_key_file": str(secret_key_file.resolve()) if secret_key_file else None,
-        "service_token_file": str(service_token_file.resolve()) if service_token_file else None,
-        "token_ttl": str(token_ttl),
-    }
-    for name, var in ENV.items():
-        value = settings[name]
-        if value is None:
-            os.environ.pop(var, None)
-        else:
-            os.environ[var] = value
+    if settings.service_token_file is not None:
+        _secret_file(settings.service_token_file, "--service-token-file")
+    check_tls(settings.no_tls, settings.tls_cert, settings.tls_key)
+    _prepare(settings.data_dir, settings.database, settings.secret_key_file, admin_password)
     os.environ.pop(ADMIN_PASSWORD_ENV, None)  # the workers do not need it
-    fields = {"listen": f"{'http' if tls is None else 'https'}://{listen}", "workers": workers}
-    if tls is not None and tls_cert is None:
-        fields["ca"] = str(data_dir / "tls" / "ca.crt")
-    log.info("Console starting", extra={"fields": fields})
-    run_asgi("specman.console.app:app_from_env", host=host, port=port, workers=workers, tls=tls)
-    log.info("Stopping")
+    listener = Listener(
+        host, port, settings.workers, settings.no_tls, settings.tls_cert, settings.tls_key, settings.tls_sans
+    )
+    supervisor = Supervisor(
+        "console",
+        settings.data_dir,
+        listener,
+        factory="specman.runtime.workers:console_app",
+        workers_config=lambda _store: settings.workers_config(),
+    )
+
+    def starting(_run: RunDir, tls: tuple[Path, Path] | None) -> None:
+        fields: dict[str, object] = {"listen": f"{'http' if tls is None else 'https'}://{settings.listen}"}
+        fields["workers"] = settings.workers
+        if tls is not None and settings.tls_cert is None:
+            fields["ca"] = str(settings.data_dir / "tls" / "ca.crt")
+        log.info("Console starting", extra={"fields": fields})
+
+    supervisor.run(on_ready=starting)

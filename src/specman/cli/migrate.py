@@ -14,12 +14,14 @@ import os
 import shutil
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import click
 
-from specman.cli.options import read_secret_file, registry_options, registry_options_from
+from specman.cli.options import RegistrySettings, read_secret_file
+from specman.cli.settings import Settings, opt, uses
 from specman.cli.ui import UI
 from specman.console.client import ConsoleClient
 from specman.errors import SpecmanError, UsageError
@@ -54,110 +56,146 @@ def _console_password(path: Path | None) -> str:
     raise UsageError("the console password is needed: --console-password-file F or SPECMAN_CONSOLE_PASSWORD")
 
 
+@dataclass(frozen=True)
+class MigrateSettings(Settings):
+    """Every option of ``migrate`` but the registry settings of ``--to``: the old SCAR, the console, specman."""
+
+    param: ClassVar[str] = "settings"
+
+    source: str = opt("--from", required=True, envvar="SPECMAN_FROM", help="The old SCAR: a directory or its URL.")
+    ref: str = opt("--to", required=True, envvar="SPECMAN_TO", help="Where to push: HOST[:PORT]/NAME[:TAG].")
+    console_url: str = opt("--console", required=True, envvar="SPECMAN_CONSOLE", help="The console's URL.")
+    tag: str | None = opt(
+        "--tag", default=None, envvar="SPECMAN_TAG", help="Tag to push (default 0.0.0, or the one in --to)."
+    )
+    console_user: str = opt("--console-user", default="admin", show_default=True, envvar="SPECMAN_CONSOLE_USER")
+    console_password_file: Path | None = opt(
+        "--console-password-file", type=_FILE, envvar="SPECMAN_CONSOLE_PASSWORD_FILE"
+    )
+    console_ca_file: Path | None = opt(
+        "--console-ca-file", type=_FILE, envvar="SPECMAN_CONSOLE_CA_FILE", help="CA of the console (PEM)."
+    )
+    specman_url: str = opt("--specman", default=CLUSTER_ENDPOINT, show_default=True, envvar="SPECMAN_SPECMAN")
+    specman_ca_file: Path | None = opt(
+        "--specman-ca-file", type=_FILE, envvar="SPECMAN_SPECMAN_CA_FILE", help="CA of specman (its tls/ca.crt)."
+    )
+    specman_username: str | None = opt(
+        "--specman-username",
+        envvar="SPECMAN_SPECMAN_USERNAME",
+        help="User of specman's Basic auth, if it has one (its --basic-auth-file); also set as the SCAR's.",
+    )
+    specman_password_file: Path | None = opt(
+        "--specman-password-file",
+        type=_FILE,
+        envvar="SPECMAN_SPECMAN_PASSWORD_FILE",
+        help="Or SPECMAN_SPECMAN_PASSWORD.",
+    )
+    notify_token_file: Path | None = opt(
+        "--notify-token-file",
+        type=_FILE,
+        envvar="SPECMAN_NOTIFY_TOKEN_FILE",
+        help="specman's notification token (or SPECMAN_NOTIFY_TOKEN): wake it at once instead of waiting for its sync.",
+    )
+    from_username: str | None = opt(
+        "--from-username", envvar="SPECMAN_FROM_USERNAME", help="User for a SCAR URL (Basic auth)."
+    )
+    from_password_file: Path | None = opt(
+        "--from-password-file", type=_FILE, envvar="SPECMAN_FROM_PASSWORD_FILE", help="Or SPECMAN_FROM_PASSWORD."
+    )
+    from_ca_file: Path | None = opt(
+        "--from-ca-file", type=_FILE, envvar="SPECMAN_FROM_CA_FILE", help="CA of a SCAR URL (PEM)."
+    )
+    from_insecure: bool = opt(
+        "--from-insecure", is_flag=True, envvar="SPECMAN_FROM_INSECURE", help="Do not verify the SCAR's TLS."
+    )
+    timeout: float = opt(
+        "--timeout",
+        type=click.FloatRange(min=1),
+        default=300.0,
+        show_default=True,
+        envvar="SPECMAN_TIMEOUT",
+        help="Seconds to wait for specman to serve the push, and for each job.",
+    )
+    work_dir: Path | None = opt(
+        "--work-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        envvar="SPECMAN_WORK_DIR",
+        help="Where the archive (and a SCAR URL's copy) are made (default: a temp dir).",
+    )
+    processes: int = opt(
+        "--processes",
+        type=click.IntRange(min=1, max=16),
+        default=1,
+        show_default=True,
+        envvar="SPECMAN_PROCESSES",
+        help="Processes fetching files over HTTP for the copy and the parity proof of large trees "
+        "(more help with 4+ CPUs; each helper takes ~80 MiB).",
+    )
+    dry_run: bool = opt("--dry-run", is_flag=True, help="Run the preflight checks and show the plan; change nothing.")
+    yes: bool = opt("-y", "--yes", is_flag=True, envvar="SPECMAN_YES", help="Do not ask for confirmation.")
+    no_rollback: bool = opt(
+        "--no-rollback", is_flag=True, help="Keep the new SCAR endpoint even when the jobs fail after it."
+    )
+    as_json: bool = opt("--json", is_flag=True, help="Print the summary as JSON on stdout.")
+
+
 @click.command()
-@click.option("--from", "source", required=True, envvar="SPECMAN_FROM", help="The old SCAR: a directory or its URL.")
-@click.option("--to", "ref", required=True, envvar="SPECMAN_TO", help="Where to push: HOST[:PORT]/NAME[:TAG].")
-@click.option("--console", "console_url", required=True, envvar="SPECMAN_CONSOLE", help="The console's URL.")
-@click.option("--tag", default=None, envvar="SPECMAN_TAG", help="Tag to push (default 0.0.0, or the one in --to).")
-@click.option("--console-user", default="admin", show_default=True, envvar="SPECMAN_CONSOLE_USER")
-@click.option("--console-password-file", type=_FILE, envvar="SPECMAN_CONSOLE_PASSWORD_FILE")
-@click.option("--console-ca-file", type=_FILE, envvar="SPECMAN_CONSOLE_CA_FILE", help="CA of the console (PEM).")
-@click.option("--specman", "specman_url", default=CLUSTER_ENDPOINT, show_default=True, envvar="SPECMAN_SPECMAN")
-@click.option("--specman-ca-file", type=_FILE, envvar="SPECMAN_SPECMAN_CA_FILE", help="CA of specman (its tls/ca.crt).")
-@click.option(
-    "--specman-username",
-    envvar="SPECMAN_SPECMAN_USERNAME",
-    help="User of specman's Basic auth, if it has one (its --basic-auth-file); also set as the SCAR's.",
-)
-@click.option(
-    "--specman-password-file", type=_FILE, envvar="SPECMAN_SPECMAN_PASSWORD_FILE", help="Or SPECMAN_SPECMAN_PASSWORD."
-)
-@click.option(
-    "--notify-token-file",
-    type=_FILE,
-    envvar="SPECMAN_NOTIFY_TOKEN_FILE",
-    help="specman's notification token (or SPECMAN_NOTIFY_TOKEN): wake it at once instead of waiting for its sync.",
-)
-@click.option("--from-username", envvar="SPECMAN_FROM_USERNAME", help="User for a SCAR URL (Basic auth).")
-@click.option("--from-password-file", type=_FILE, envvar="SPECMAN_FROM_PASSWORD_FILE", help="Or SPECMAN_FROM_PASSWORD.")
-@click.option("--from-ca-file", type=_FILE, envvar="SPECMAN_FROM_CA_FILE", help="CA of a SCAR URL (PEM).")
-@click.option("--from-insecure", is_flag=True, envvar="SPECMAN_FROM_INSECURE", help="Do not verify the SCAR's TLS.")
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=1),
-    default=300.0,
-    show_default=True,
-    envvar="SPECMAN_TIMEOUT",
-    help="Seconds to wait for specman to serve the push, and for each job.",
-)
-@click.option(
-    "--work-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar="SPECMAN_WORK_DIR",
-    help="Where the archive (and a SCAR URL's copy) are made (default: a temp dir).",
-)
-@click.option(
-    "--processes",
-    type=click.IntRange(min=1, max=16),
-    default=1,
-    show_default=True,
-    envvar="SPECMAN_PROCESSES",
-    help="Processes fetching files over HTTP for the copy and the parity proof of large trees "
-    "(more help with 4+ CPUs; each helper takes ~80 MiB).",
-)
-@click.option("--dry-run", is_flag=True, help="Run the preflight checks and show the plan; change nothing.")
-@click.option("-y", "--yes", is_flag=True, envvar="SPECMAN_YES", help="Do not ask for confirmation.")
-@click.option("--no-rollback", is_flag=True, help="Keep the new SCAR endpoint even when the jobs fail after it.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
-@registry_options
+@uses(MigrateSettings, RegistrySettings)
 @click.pass_obj
-def migrate(ui: UI, /, **kw: Any) -> None:
+def migrate(ui: UI, /, settings: MigrateSettings, registry: RegistrySettings) -> None:
     """Move the SCAR's manifests into the registry and switch the console to specman, proving every file."""
-    options = registry_options_from(kw)
-    if not kw["dry_run"] and not kw["yes"] and not sys.stdin.isatty():
+    options = registry.options()
+    if not settings.dry_run and not settings.yes and not sys.stdin.isatty():
         raise UsageError("nothing to confirm on without a terminal: add --yes (or --dry-run to see the plan)")
-    target = open_target(kw["ref"], options, default_tag=None, create_layout=options.oci_layout and not kw["dry_run"])
+    target = open_target(
+        settings.ref, options, default_tag=None, create_layout=options.oci_layout and not settings.dry_run
+    )
     if target.digest:
-        raise UsageError(f"--to {kw['ref']!r}: a tag is pushed, not a digest")
-    if target.tag and kw["tag"] and target.tag != kw["tag"]:
-        raise UsageError(f"--to names tag {target.tag} and --tag says {kw['tag']}")
-    tag = target.tag or kw["tag"] or "0.0.0"
-    from_tls = TLSOptions(insecure=kw["from_insecure"], ca_file=str(kw["from_ca_file"] or "") or None)
-    from_password = read_secret(kw["from_password_file"], "SPECMAN_FROM_PASSWORD", "--from-password-file")
+        raise UsageError(f"--to {settings.ref!r}: a tag is pushed, not a digest")
+    if target.tag and settings.tag and target.tag != settings.tag:
+        raise UsageError(f"--to names tag {target.tag} and --tag says {settings.tag}")
+    tag = target.tag or settings.tag or "0.0.0"
+    from_tls = TLSOptions(insecure=settings.from_insecure, ca_file=str(settings.from_ca_file or "") or None)
+    from_password = read_secret(settings.from_password_file, "SPECMAN_FROM_PASSWORD", "--from-password-file")
     source = open_source(
-        kw["source"], tls=from_tls, username=kw["from_username"], password=from_password, processes=kw["processes"]
+        settings.source,
+        tls=from_tls,
+        username=settings.from_username,
+        password=from_password,
+        processes=settings.processes,
     )
     console = ConsoleClient(
-        kw["console_url"], tls=TLSOptions(ca_file=str(kw["console_ca_file"]) if kw["console_ca_file"] else None)
+        settings.console_url,
+        tls=TLSOptions(ca_file=str(settings.console_ca_file) if settings.console_ca_file else None),
     )
     specman = SpecmanEndpoint(
-        kw["specman_url"],
-        ca_file=str(kw["specman_ca_file"] or "") or None,
-        username=kw["specman_username"],
-        password=read_secret(kw["specman_password_file"], "SPECMAN_SPECMAN_PASSWORD", "--specman-password-file"),
+        settings.specman_url,
+        ca_file=str(settings.specman_ca_file or "") or None,
+        username=settings.specman_username,
+        password=read_secret(settings.specman_password_file, "SPECMAN_SPECMAN_PASSWORD", "--specman-password-file"),
     )
-    keep = kw["work_dir"] is not None
-    work = kw["work_dir"] or Path(tempfile.mkdtemp(prefix="specman-migrate-"))
+    keep = settings.work_dir is not None
+    work = settings.work_dir or Path(tempfile.mkdtemp(prefix="specman-migrate-"))
     try:
         plan = MigrationPlan(
             source=source,
             target=target,
             registry=options,
             console=console,
-            console_user=kw["console_user"],
-            console_password=_console_password(kw["console_password_file"]),
+            console_user=settings.console_user,
+            console_password=_console_password(settings.console_password_file),
             specman=specman,
             tag=tag,
             work_dir=work,
-            notify_token=read_secret(kw["notify_token_file"], "SPECMAN_NOTIFY_TOKEN", "--notify-token-file"),
+            notify_token=read_secret(settings.notify_token_file, "SPECMAN_NOTIFY_TOKEN", "--notify-token-file"),
             scar_password=from_password,
-            rollback=not kw["no_rollback"],
-            dry_run=kw["dry_run"],
-            timeout=kw["timeout"],
-            processes=kw["processes"],
+            rollback=not settings.no_rollback,
+            dry_run=settings.dry_run,
+            timeout=settings.timeout,
+            processes=settings.processes,
         )
-        confirm = None if kw["yes"] or kw["dry_run"] else (lambda text: click.confirm(text, err=True))
-        run_migration(plan, ui, as_json=kw["as_json"], confirm=confirm)
+        confirm = None if settings.yes or settings.dry_run else (lambda text: click.confirm(text, err=True))
+        run_migration(plan, ui, as_json=settings.as_json, confirm=confirm)
     finally:
         for closable in (source, console, specman, target.repository):
             closable.close()

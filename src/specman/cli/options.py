@@ -1,7 +1,8 @@
-"""The options several commands share: registry connection and credentials, extraction limits, sizes.
+"""The settings several commands share — registry connection and credentials, extraction limits, the server's
+listen address and TLS — and the parameter types and readers they use.
 
-Every option also reads ``SPECMAN_<OPTION>`` from the environment.  Passwords are read from stdin
-(``--password-stdin``), a file (``--password-file``) or ``SPECMAN_PASSWORD`` — never from argv.
+Every option also reads ``SPECMAN_<OPTION>`` from the environment (``specman.cli.settings``).  Passwords are read
+from stdin (``--password-stdin``), a file (``--password-file``) or ``SPECMAN_PASSWORD`` — never from argv.
 """
 
 from __future__ import annotations
@@ -9,32 +10,46 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar
 
 import click
 
 from specman.archive import ExtractLimits
+from specman.cli.settings import Settings, opt
 from specman.errors import SpecmanError, UsageError
 from specman.oci import RegistryOptions, Repository, open_target
+from specman.sync.loop import parse_duration
 
 __all__ = [
     "ByteSize",
+    "ConnectionSettings",
+    "Duration",
+    "LimitSettings",
+    "RegistrySettings",
+    "ServerSettings",
     "check_dest",
-    "connection_options",
-    "limits",
     "open_source",
     "read_password",
     "read_secret_file",
-    "registry_options",
-    "registry_options_from",
-    "with_extract_limits",
-    "with_limits",
 ]
 
-F = TypeVar("F", bound=Callable[..., Any])
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
+
+
+class Duration(click.ParamType):  # type: ignore[type-arg]
+    """``30s``, ``5m``, ``1h``, ``500ms`` or plain seconds → seconds (a float > 0)."""
+
+    name = "DURATION"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, int | float) and value > 0:
+            return float(value)
+        try:
+            return parse_duration(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 class ByteSize(click.ParamType):  # type: ignore[type-arg]
@@ -67,78 +82,114 @@ def read_password(password_stdin: bool, password_file: Path | None) -> str | Non
     return read_secret_file(password_file, "--password-file") if password_file else None
 
 
-_CONNECTION_OPTIONS = [
-    click.option("-u", "--username", envvar="SPECMAN_USERNAME", help="Registry username."),
-    click.option(
-        "--username-file",
-        envvar="SPECMAN_USERNAME_FILE",
-        type=click.Path(dir_okay=False, path_type=Path),
-        help="Read the registry username from a file (re-read like --password-file).",
-    ),
-    click.option("--password-stdin", is_flag=True, help="Read the registry password from stdin."),
-    click.option(
-        "--password-file",
-        envvar="SPECMAN_PASSWORD_FILE",
-        type=click.Path(dir_okay=False, path_type=Path),
-        help="Read the registry password from a file.",
-    ),
-    click.option("--plain-http", is_flag=True, envvar="SPECMAN_PLAIN_HTTP", help="Talk plain HTTP to the registry."),
-    click.option("--insecure", is_flag=True, envvar="SPECMAN_INSECURE", help="Skip TLS certificate verification."),
-    click.option(
-        "--ca-file",
-        envvar="SPECMAN_CA_FILE",
-        type=click.Path(exists=True, dir_okay=False),
-        help="Extra CA certificates (PEM) to trust.",
-    ),
-]
-_LAYOUT_OPTION = click.option(
-    "--oci-layout",
-    is_flag=True,
-    envvar="SPECMAN_OCI_LAYOUT",
-    help="The reference is PATH[:TAG|@DIGEST] of an OCI image layout.",
-)
+_FILE = click.Path(dir_okay=False, path_type=Path)
+_EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
-def _apply(func: F, options: Sequence[Callable[[Any], Any]]) -> F:
-    for option in reversed(options):
-        func = option(func)
-    return func
+@dataclass(frozen=True)
+class ConnectionSettings(Settings):
+    """Credentials and TLS for a registry (``login``, ``quickstart``; with ``--oci-layout``: ``RegistrySettings``)."""
+
+    param: ClassVar[str] = "connection"
+
+    username: str | None = opt("-u", "--username", help="Registry username.")
+    username_file: Path | None = opt(
+        "--username-file", type=_FILE, help="Read the registry username from a file (re-read like --password-file)."
+    )
+    password_stdin: bool = opt(
+        "--password-stdin", is_flag=True, envvar=None, help="Read the registry password from stdin."
+    )
+    password_file: Path | None = opt("--password-file", type=_FILE, help="Read the registry password from a file.")
+    plain_http: bool = opt("--plain-http", is_flag=True, help="Talk plain HTTP to the registry.")
+    insecure: bool = opt("--insecure", is_flag=True, help="Skip TLS certificate verification.")
+    ca_file: str | None = opt(
+        "--ca-file", type=click.Path(exists=True, dir_okay=False), help="Extra CA certificates (PEM) to trust."
+    )
+
+    def options(self, *, files_may_appear: bool = False) -> RegistryOptions:
+        """The registry options.  ``--username-file``/``--password-file`` are checked now and read again at each
+        credential lookup, so a long-running ``sync``/``serve`` picks up a rotated Secret (after the registry
+        refused the old one).  ``files_may_appear`` (those two commands): a file that does not exist yet (a
+        deleted, optional Secret) is logged instead of refused; syncs fail until it exists."""
+        if self.username and self.username_file:
+            raise UsageError("--username and --username-file are mutually exclusive")
+        password = read_password(self.password_stdin, None if files_may_appear else self.password_file)
+        for path, option in ((self.username_file, "--username-file"), (self.password_file, "--password-file")):
+            if path is not None and files_may_appear and not path.is_file():
+                logging.getLogger("specman").warning(
+                    "%s %s does not exist (yet): syncs fail until it does", option, path
+                )
+            elif path is not None:
+                read_secret_file(path, option)
+        return RegistryOptions(
+            username=self.username,
+            username_file=self.username_file,
+            password=None if self.password_file else password,
+            password_file=self.password_file,
+            plain_http=self.plain_http,
+            insecure=self.insecure,
+            ca_file=self.ca_file,
+            oci_layout=self.layout,
+        )
+
+    @property
+    def layout(self) -> bool:
+        return False
 
 
-def connection_options(func: F) -> F:
-    """Credentials and TLS options (each also read from ``SPECMAN_<OPTION>``)."""
-    return _apply(func, _CONNECTION_OPTIONS)
+@dataclass(frozen=True)
+class RegistrySettings(ConnectionSettings):
+    """The common registry options: connection settings plus ``--oci-layout``."""
+
+    param: ClassVar[str] = "registry"
+
+    oci_layout: bool = opt(
+        "--oci-layout", is_flag=True, help="The reference is PATH[:TAG|@DIGEST] of an OCI image layout."
+    )
+
+    @property
+    def layout(self) -> bool:
+        return self.oci_layout
 
 
-def registry_options(func: F) -> F:
-    """The common registry options: connection options plus ``--oci-layout``."""
-    return _apply(func, [*_CONNECTION_OPTIONS, _LAYOUT_OPTION])
+@dataclass(frozen=True)
+class LimitSettings(Settings):
+    """``--max-size`` and ``--max-files``: the extraction limits of every command that extracts."""
+
+    param: ClassVar[str] = "limits"
+
+    max_size: int | None = opt(
+        "--max-size", type=ByteSize(), help="Refuse archives that extract to more bytes (default 8GiB)."
+    )
+    max_files: int | None = opt(
+        "--max-files", type=click.IntRange(min=1), help="Refuse archives with more entries (default 1000000)."
+    )
+
+    def extract_limits(self) -> ExtractLimits:
+        defaults = ExtractLimits()
+        return ExtractLimits(
+            max_bytes=self.max_size or defaults.max_bytes, max_files=self.max_files or defaults.max_files
+        )
 
 
-def registry_options_from(kw: dict[str, Any], *, files_may_appear: bool = False) -> RegistryOptions:
-    """The registry options of a command.  ``--username-file``/``--password-file`` are checked now and read again
-    at each credential lookup, so a long-running ``sync``/``serve`` picks up a rotated Secret (after the registry
-    refused the old one).  ``files_may_appear`` (those two commands): a file that does not exist yet (a deleted,
-    optional Secret) is logged instead of refused; syncs fail until it exists."""
-    username, username_file = kw.pop("username"), kw.pop("username_file")
-    password_file: Path | None = kw.pop("password_file")
-    if username and username_file:
-        raise UsageError("--username and --username-file are mutually exclusive")
-    password = read_password(kw.pop("password_stdin"), None if files_may_appear else password_file)
-    for path, option in ((username_file, "--username-file"), (password_file, "--password-file")):
-        if path is not None and files_may_appear and not path.is_file():
-            logging.getLogger("specman").warning("%s %s does not exist (yet): syncs fail until it does", option, path)
-        elif path is not None:
-            read_secret_file(path, option)
-    return RegistryOptions(
-        username=username,
-        username_file=username_file,
-        password=None if password_file else password,
-        password_file=password_file,
-        plain_http=kw.pop("plain_http"),
-        insecure=kw.pop("insecure"),
-        ca_file=kw.pop("ca_file"),
-        oci_layout=kw.pop("oci_layout"),
+@dataclass(frozen=True)
+class ServerSettings(Settings):
+    """What every specman server takes: ``--listen``, TLS, ``--workers`` (subclasses set the defaults)."""
+
+    param: ClassVar[str] = "server"
+
+    listen: str = opt("--listen", default="0.0.0.0:8443", show_default=True, help="Address to serve on.")
+    no_tls: bool = opt("--no-tls", is_flag=True, help="Serve plain HTTP (behind a TLS proxy).")
+    tls_cert: Path | None = opt("--tls-cert", type=_EXISTING_FILE, help="Serve with this certificate (PEM).")
+    tls_key: Path | None = opt("--tls-key", type=_EXISTING_FILE, help="The key of --tls-cert (PEM).")
+    tls_sans: tuple[str, ...] = opt(
+        "--tls-san",
+        multiple=True,
+        metavar="NAME",
+        help="Extra SAN (DNS name or IP) for the generated certificate (repeatable; SPECMAN_TLS_SAN: spaces).",
+    )
+    workers: int = opt(
+        "--workers", type=click.IntRange(1, 64), default=1, show_default=True, help="Server processes sharing the port."
     )
 
 
@@ -155,38 +206,3 @@ def check_dest(dest: Path, force: bool) -> None:
     """Refuse a non-empty DEST before any download starts, naming the flag that overrides it."""
     if not force and dest.is_dir() and any(dest.iterdir()):
         raise SpecmanError(f"destination {dest} is not empty (use --force to replace it)")
-
-
-def limits(max_size: int | None, max_files: int | None) -> ExtractLimits:
-    defaults = ExtractLimits()
-    return ExtractLimits(max_bytes=max_size or defaults.max_bytes, max_files=max_files or defaults.max_files)
-
-
-extract_limit_options = [
-    click.option(
-        "--max-size",
-        type=ByteSize(),
-        envvar="SPECMAN_MAX_SIZE",
-        help="Refuse archives that extract to more bytes (default 8GiB).",
-    ),
-    click.option(
-        "--max-files",
-        type=click.IntRange(min=1),
-        envvar="SPECMAN_MAX_FILES",
-        help="Refuse archives with more entries (default 1000000).",
-    ),
-]
-limit_options = [
-    *extract_limit_options,
-    click.option("--force", is_flag=True, envvar="SPECMAN_FORCE", help="Replace DEST if it exists and is not empty."),
-]
-
-
-def with_limits(func: F) -> F:
-    """``--max-size``, ``--max-files`` and ``--force`` (commands that extract into a DEST)."""
-    return _apply(func, limit_options)
-
-
-def with_extract_limits(func: F) -> F:
-    """``--max-size`` and ``--max-files`` alone (commands that extract into the data directory)."""
-    return _apply(func, extract_limit_options)

@@ -1,13 +1,11 @@
 """``specman serve REPO --data-dir DIR``: the sync loop in a background thread, granian serving the data dir in front.
 
-The main process opens the store (lock + recovery), creates the run directory it shares with the workers
-(``specman.runtime.rundir``: app settings, the sync state file, the notification FIFO, the metrics files), runs
-``specman.sync.run_loop`` in a thread and granian in the foreground with ``--workers`` processes sharing the
-port; each worker builds the app with ``specman.server.app.app_from_env``.  Secrets stay in their files (or the
-environment they came from): only paths are passed on.  A registry notification accepted by a worker reaches
-the main process through the FIFO and wakes the loop (if it names a tag the filter selects).  granian handles
-SIGTERM/SIGINT (graceful: in-flight requests finish); when it returns the sync loop is stopped, a reconcile in
-progress runs to its end, and the store is closed.
+The command turns its settings into a ``specman.runtime.Supervisor`` (which owns the process: the data dir's
+lock, the run directory shared with the workers, the threads, signals and the shutdown order) with two tasks:
+the sync loop (``SyncService``: ``specman.sync.run_loop`` with its status file, metrics and notification
+trigger) and the reader of notifications the workers accepted.  Each worker builds the app with
+``specman.runtime.workers.serve_app``.  Secrets stay in their files (or the environment they came from): only
+paths are passed on.
 
 TLS: ``--tls-cert/--tls-key``, or a private CA and certificate generated into ``<data-dir>/tls`` (``ca.crt`` for
 clients); ``--no-tls`` serves plain HTTP (behind a TLS-terminating proxy).
@@ -17,130 +15,137 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import ClassVar, Final
 
 import click
 
-from specman.cli.sync import Source, stop_on_signals, sync_options, sync_settings
+from specman.cli.options import LimitSettings, RegistrySettings, ServerSettings
+from specman.cli.settings import opt, uses
+from specman.cli.sync import Source, SyncSettings, configure_logging, interval_of, reconciler
 from specman.errors import SyncError, UsageError
 from specman.oci import RemoteRepository
-from specman.oci.http import stop_retrying
 from specman.oci.reference import DEFAULT_REPOSITORY
-from specman.runtime.granian import check_tls, parse_listen, run_asgi, server_options, tls_files
-from specman.runtime.rundir import AppConfig, RunDir, SyncStatus
+from specman.runtime.granian import check_tls, parse_listen
+from specman.runtime.rundir import RunDir
+from specman.runtime.supervisor import Listener, Supervisor
+from specman.runtime.workers import ServeWorkers
 from specman.store import Store
-from specman.sync import SyncResult, run_loop
+from specman.sync import SyncConfig, SyncResult, run_loop
 from specman.sync.source import ConsoleSource
+from specman.sync.status import SyncStatus
 from specman.sync.trigger import Trigger
 
-__all__ = ["serve"]
+__all__ = ["ServeSettings", "serve"]
 
 log = logging.getLogger("specman.serve")
 NOTIFY_TOKEN_ENV: Final = "SPECMAN_NOTIFY_TOKEN"  # noqa: S105 (a variable name, not a secret)
+_EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+@dataclass(frozen=True)
+class ServeSettings(ServerSettings):
+    """``serve``'s server: the shared listen/TLS/workers options, Basic auth and the notification token."""
+
+    param: ClassVar[str] = "server"
+
+    basic_auth_file: Path | None = opt(
+        "--basic-auth-file",
+        type=_EXISTING_FILE,
+        help="Require HTTP Basic auth; the file holds one line 'user:password'.",
+    )
+    notify_token_file: Path | None = opt(
+        "--notify-token-file",
+        type=_EXISTING_FILE,
+        help="Accept registry notifications (POST /_specman/notify) with this bearer token "
+        f"(or set {NOTIFY_TOKEN_ENV}).",
+    )
+
+    def check(self) -> str | None:
+        """Refuse bad settings before the data dir is touched; the name of the variable holding the notify token."""
+        from specman.server.guards import read_basic_auth
+
+        if self.basic_auth_file is not None:
+            try:
+                read_basic_auth(self.basic_auth_file)
+            except (OSError, ValueError) as exc:
+                raise UsageError(f"--basic-auth-file: {exc}") from None
+        check_tls(self.no_tls, self.tls_cert, self.tls_key)
+        return _notify_token(self.notify_token_file)
+
+    def listener(self) -> Listener:
+        host, port = parse_listen(self.listen)
+        return Listener(host, port, self.workers, self.no_tls, self.tls_cert, self.tls_key, self.tls_sans)
+
+
+@dataclass
+class SyncService:
+    """The sync loop of ``serve`` as a supervisor task: each reconcile's outcome goes to the status file the
+    workers read, to the metrics and to the notification trigger."""
+
+    source: Source
+    store: Store
+    config: SyncConfig
+    interval: float | Callable[[], float]
+    status: SyncStatus
+    wake: threading.Event
+
+    def __post_init__(self) -> None:
+        self.trigger = Trigger(self.wake, self.config.tag_filter)
+
+    def run(self, run: RunDir, stop: threading.Event) -> None:
+        from specman.runtime.metrics import Metrics  # the server stack loads only for this command
+
+        metrics = Metrics(run.metrics_dir)
+
+        def on_result(result: SyncResult | None, error: SyncError | None) -> None:
+            self.status.record(result, error, served_bytes=_served_bytes(self.store))
+            run.write_status(self.status)
+            metrics.record_sync(result, error)
+            self.trigger.after_sync(result, error)
+
+        reconcile = reconciler(self.source, self.store, self.config)
+        run_loop(reconcile, interval=self.interval, stop=stop, wake=self.wake, on_result=on_result)
+
+    def listen(self, run: RunDir, stop: threading.Event) -> None:
+        """Hand the workers' notifications to the trigger (the reader is a daemon thread of its own)."""
+        run.listen(self.trigger.notified)
 
 
 @click.command()
-@sync_options
-@server_options("0.0.0.0:8443", "Server processes sharing the port.")
-@click.option(
-    "--basic-auth-file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    envvar="SPECMAN_BASIC_AUTH_FILE",
-    help="Require HTTP Basic auth; the file holds one line 'user:password'.",
-)
-@click.option(
-    "--notify-token-file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    envvar="SPECMAN_NOTIFY_TOKEN_FILE",
-    help=f"Accept registry notifications (POST /_specman/notify) with this bearer token (or set {NOTIFY_TOKEN_ENV}).",
-)
-@click.pass_context
-def serve(
-    ctx: click.Context,
-    /,
-    repo: str | None,
-    data_dir: Path,
-    tag_globs: tuple[str, ...],
-    semver: str | None,
-    keep_deleted: bool,
-    parallel: int,
-    interval: float,
-    max_size: int | None,
-    max_files: int | None,
-    listen: str,
-    no_tls: bool,
-    tls_cert: Path | None,
-    tls_key: Path | None,
-    tls_sans: tuple[str, ...],
-    workers: int,
-    basic_auth_file: Path | None,
-    notify_token_file: Path | None,
-    **kw: Any,
-) -> None:
+@uses(SyncSettings, RegistrySettings, LimitSettings, ServeSettings)
+def serve(sync: SyncSettings, registry: RegistrySettings, limits: LimitSettings, server: ServeSettings) -> None:
     """Sync REPO (or the console's registry) into DIR as 'specman sync' does, and serve DIR's merged view over HTTPS."""
-    # The server stack (granian, Starlette) loads only for this command: other commands start faster and smaller.
-    from specman.runtime.metrics import Metrics
-    from specman.server.guards import read_basic_auth
-
-    host, port = parse_listen(listen)
-    if basic_auth_file is not None:
-        try:
-            read_basic_auth(basic_auth_file)
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"--basic-auth-file: {exc}") from None
-    check_tls(no_tls, tls_cert, tls_key)  # before the data dir is touched
-    token_env = _notify_token(notify_token_file)
-    source, settings = sync_settings(
-        ctx, repo, tag_globs, semver, keep_deleted, parallel, max_size, max_files, interval, kw, long_running=True
-    )
+    configure_logging(click.get_current_context())
+    server.listener()  # a bad --listen is a usage error before anything else
+    token_env = server.check()
+    source = sync.open_source(registry, long_running=True)
     try:
-        with Store(data_dir) as store:
-            tls = tls_files(store.data_dir, no_tls, tls_cert, tls_key, tls_sans)
-            config = AppConfig(
+        store = Store(sync.data_dir)
+        loop = SyncService(
+            source, store, sync.config(limits), interval_of(source, sync), SyncStatus(source.display), threading.Event()
+        )
+        supervisor = Supervisor(
+            "serve",
+            store.data_dir,
+            server.listener(),
+            factory="specman.runtime.workers:serve_app",
+            workers_config=lambda _store: ServeWorkers(
                 data_dir=str(store.data_dir.resolve()),
                 source=source.display,
                 repository=_notified_repository(source),
-                basic_auth_file=str(basic_auth_file.resolve()) if basic_auth_file else None,
-                notify_token_file=str(notify_token_file.resolve()) if notify_token_file else None,
+                basic_auth_file=str(server.basic_auth_file.resolve()) if server.basic_auth_file else None,
+                notify_token_file=str(server.notify_token_file.resolve()) if server.notify_token_file else None,
                 notify_token_env=token_env,
-            )
-            status = SyncStatus(source=source.display)
-            # SIGTERM/SIGINT before granian takes the signals over (it does when it starts) stop cleanly too
-            with RunDir.create(config, status) as run, stop_on_signals() as stop:
-                metrics = Metrics(run.metrics_dir)
-                wake = threading.Event()
-                trigger = Trigger(wake, settings.tag_filter)
-
-                def on_result(result: SyncResult | None, error: SyncError | None) -> None:
-                    status.record(result, error, served_bytes=_served_bytes(store))
-                    run.write_status(status)
-                    metrics.record_sync(result, error)
-                    trigger.after_sync(result, error)
-
-                run.listen(trigger.notified)
-                syncer = threading.Thread(
-                    target=run_loop,
-                    args=(settings.reconciler(source, store),),
-                    kwargs={"interval": settings.interval, "stop": stop, "wake": wake, "on_result": on_result},
-                    name="specman-sync",
-                    daemon=True,
-                )
-                syncer.start()
-                served = threading.Event()
-                threading.Thread(target=_hand_over, args=(stop, served), name="specman-signals", daemon=True).start()
-                try:
-                    if not stop.is_set():
-                        run_asgi("specman.server.app:app_from_env", host=host, port=port, workers=workers, tls=tls)
-                finally:
-                    served.set()
-                    log.info("Stopping")
-                    stop_retrying()  # a reconcile in progress ends at its next failure, not after its back-offs
-                    stop.set()
-                    wake.set()
-                    syncer.join()
+            ),
+            store=store,
+        )
+        supervisor.task("notify", loop.listen)
+        supervisor.task("sync", loop.run, wake=loop.wake.set)
+        supervisor.run(on_ready=lambda run, _tls: run.write_status(loop.status))
     finally:
         source.close()
 
@@ -153,14 +158,6 @@ def _served_bytes(store: Store) -> int | None:
         log.debug("Reading the current generation failed", exc_info=True)
         return None
     return sum(state.bytes for state in generation.tags.values()) if generation is not None else None
-
-
-def _hand_over(stop: threading.Event, served: threading.Event) -> None:
-    """A signal our handler caught while granian was starting: send it again until granian's handler takes it."""
-    stop.wait()
-    while not served.is_set():
-        os.kill(os.getpid(), signal.SIGTERM)
-        served.wait(0.5)
 
 
 def _notify_token(token_file: Path | None) -> str | None:

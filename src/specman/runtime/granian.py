@@ -15,55 +15,14 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
-
-import click
+from typing import Any
 
 from specman.errors import UsageError
 
-F = TypeVar("F", bound=Callable[..., Any])
 _KILL_TIMEOUT = 20  # seconds: within Kubernetes' default 30 s grace period
 
-__all__ = ["check_tls", "parse_listen", "run_asgi", "server_options", "tls_files"]
-
-
-def server_options(default_listen: str, workers_help: str) -> Callable[[F], F]:
-    """``--listen``, ``--no-tls``, ``--tls-cert``, ``--tls-key``, ``--tls-san``, ``--workers``: what every specman
-    server takes (each also from ``SPECMAN_<OPTION>``)."""
-    file = click.Path(exists=True, dir_okay=False, path_type=Path)
-    options = [
-        click.option(
-            "--listen", default=default_listen, show_default=True, envvar="SPECMAN_LISTEN", help="Address to serve on."
-        ),
-        click.option("--no-tls", is_flag=True, envvar="SPECMAN_NO_TLS", help="Serve plain HTTP (behind a TLS proxy)."),
-        click.option("--tls-cert", type=file, envvar="SPECMAN_TLS_CERT", help="Serve with this certificate (PEM)."),
-        click.option("--tls-key", type=file, envvar="SPECMAN_TLS_KEY", help="The key of --tls-cert (PEM)."),
-        click.option(
-            "--tls-san",
-            "tls_sans",
-            multiple=True,
-            metavar="NAME",
-            envvar="SPECMAN_TLS_SAN",
-            help="Extra SAN (DNS name or IP) for the generated certificate (repeatable; SPECMAN_TLS_SAN: spaces).",
-        ),
-        click.option(
-            "--workers",
-            type=click.IntRange(1, 64),
-            default=1,
-            show_default=True,
-            envvar="SPECMAN_WORKERS",
-            help=workers_help,
-        ),
-    ]
-
-    def decorate(func: F) -> F:
-        for option in reversed(options):
-            func = option(func)
-        return func
-
-    return decorate
+__all__ = ["check_tls", "parse_listen", "run_asgi", "tls_files"]
 
 
 def parse_listen(value: str, *, any_port: bool = False) -> tuple[str, int]:

@@ -1,10 +1,11 @@
-"""The run directory of ``specman serve``: what its main process and its server workers share while it runs.
+"""The run directory of a specman service: what its main process and its server workers share while it runs.
 
-``specman serve`` is one main process (the sync loop, in a thread) and ``--workers`` granian processes (HTTP).
-They share nothing in memory, so the main process creates a private directory (``RunDir.create``, mode 0700,
-under ``$TMPDIR``; removed on exit) and passes its path to the workers in ``SPECMAN_SERVE_RUN_DIR``::
+``specman serve`` and ``specman console`` are one main process (for serve: the sync loop, in a thread) and
+``--workers`` granian processes (HTTP).  They share nothing in memory, so the main process creates a private
+directory (``RunDir.create``, mode 0700, under ``$TMPDIR``; removed on exit) and passes its path to the workers in
+``SPECMAN_RUN_DIR``; both services configure their workers the same way, through ``app.json``::
 
-    <run>/app.json         how the workers build the app: data dir, source, auth and notify settings (no secret)
+    <run>/app.json         how the workers build the app (``specman.runtime.workers``: paths and settings, no secret)
     <run>/sync.json        the sync loop's state (``SyncStatus``), replaced atomically after every reconcile
     <run>/notify.fifo      worker → main: one JSON line per accepted registry notification ([tag, action] pairs)
     <run>/metrics/         prometheus-client's multiprocess files (``specman.runtime.metrics``)
@@ -26,98 +27,21 @@ import stat
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Final, TypeVar
 
-from specman.errors import SyncError
 from specman.files import atomic_write
-from specman.sync.reconcile import SyncResult
+from specman.sync.status import SyncStatus
 
-__all__ = ["RUN_DIR_ENV", "AppConfig", "RunDir", "SyncStatus"]
+__all__ = ["RUN_DIR_ENV", "RunDir"]
 
-RUN_DIR_ENV: Final = "SPECMAN_SERVE_RUN_DIR"
+C = TypeVar("C")
+
+RUN_DIR_ENV: Final = "SPECMAN_RUN_DIR"
 _LINE_MAX: Final = 4000  # below PIPE_BUF (4096): a write is atomic
-HISTORY_MAX: Final = 30  # recent reconciles kept in ``SyncStatus.history`` (the status page's chart)
 
 log = logging.getLogger("specman.serve")
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
-
-
-@dataclass(frozen=True)
-class AppConfig:
-    """What a server worker needs to build the app.  Paths only: secrets stay in their files."""
-
-    data_dir: str
-    source: str
-    repository: str | None = None  # the registry repository notifications must name (None: an OCI layout)
-    basic_auth_file: str | None = None
-    notify_token_file: str | None = None
-    notify_token_env: str | None = None  # the name of the environment variable holding the token
-
-
-@dataclass
-class SyncStatus:
-    """The sync loop's state as ``/_specman/status`` and ``/readyz`` show it."""
-
-    source: str
-    state: str = "pending"  # pending (no reconcile finished yet), ok, failing
-    last_started: str | None = None
-    last_finished: str | None = None
-    last_duration: float | None = None
-    last_success: str | None = None
-    last_error: str | None = None
-    last_error_reason: str | None = None
-    consecutive_failures: int = 0
-    runs: int = 0
-    failed_tags: dict[str, str] = field(default_factory=dict)
-    # the last HISTORY_MAX reconciles, oldest first: {"finished", "duration", "ok", "downloaded", "served"}
-    history: list[dict[str, Any]] = field(default_factory=list)
-
-    def record(self, result: SyncResult | None, error: SyncError | None, served_bytes: int | None = None) -> None:
-        """Fold one reconcile's outcome in (what ``run_loop``'s ``on_result`` sees); ``served_bytes`` is the size
-        of the published view afterwards."""
-        if result is None and error is not None and isinstance(error.result, SyncResult):
-            result = error.result  # when the failed reconcile started and how long it ran
-        self._record(result, error)
-        self.history.append(
-            {
-                "finished": self.last_finished,
-                "duration": self.last_duration,
-                "ok": self.state == "ok",
-                "downloaded": result.bytes_downloaded if result is not None else 0,
-                "served": served_bytes,
-            }
-        )
-        del self.history[:-HISTORY_MAX]
-
-    def _record(self, result: SyncResult | None, error: SyncError | None) -> None:
-        self.runs += 1
-        now = datetime.now(UTC)
-        if result is not None:
-            self.source = result.source  # with --console, the registry the console names now
-            self.last_started, self.last_finished = _iso(result.started), _iso(result.finished)
-            self.last_duration = round(result.duration, 3)
-            self.failed_tags = dict(result.failed)
-        else:  # failed before a reconcile could start (the console did not name a source)
-            self.last_started = self.last_finished = _iso(now)
-            self.last_duration = 0.0
-        if error is None and result is not None and result.ok:
-            self.state, self.last_success = "ok", self.last_finished
-            self.last_error = self.last_error_reason = None
-            self.consecutive_failures = 0
-            return
-        self.state = "failing"
-        self.consecutive_failures += 1
-        if error is not None:
-            self.last_error, self.last_error_reason = str(error), error.reason
-        elif result is not None:
-            self.last_error = "; ".join(f"{tag}: {message}" for tag, message in sorted(result.failed.items()))
-            self.last_error_reason = "TagsFailed"
 
 
 @dataclass(frozen=True)
@@ -145,14 +69,14 @@ class RunDir:
     # -- main process ------------------------------------------------------------------------------------
     @classmethod
     @contextlib.contextmanager
-    def create(cls, config: AppConfig, status: SyncStatus) -> Iterator[RunDir]:
-        """A fresh run directory for one ``serve`` (exported in ``SPECMAN_SERVE_RUN_DIR``), removed afterwards."""
-        run = cls(Path(tempfile.mkdtemp(prefix="specman-serve-")))
+    def create(cls, service: str, config: object) -> Iterator[RunDir]:
+        """A fresh run directory for one ``service`` process (exported in ``SPECMAN_RUN_DIR``), removed afterwards;
+        ``config`` (a dataclass) is what its workers read back with ``config(type)``."""
+        run = cls(Path(tempfile.mkdtemp(prefix=f"specman-{service}-")))
         try:
             run.metrics_dir.mkdir()
             os.mkfifo(run.fifo, 0o600)
-            atomic_write(run.config_file, json.dumps(asdict(config)).encode(), mode=0o600, durable=False)
-            run.write_status(status)
+            atomic_write(run.config_file, json.dumps(asdict(config)).encode(), mode=0o600, durable=False)  # type: ignore[call-overload]
             os.environ[RUN_DIR_ENV] = str(run.path)
             yield run
         finally:
@@ -160,7 +84,7 @@ class RunDir:
             shutil.rmtree(run.path, ignore_errors=True)
 
     def write_status(self, status: SyncStatus) -> None:
-        atomic_write(self.status_file, json.dumps(asdict(status)).encode(), mode=0o600, durable=False)
+        status.save(self.status_file)
 
     def listen(self, on_events: Callable[[list[tuple[str, str]]], None]) -> threading.Thread:
         """Call ``on_events([(tag, action), ...])`` for every notification a worker forwards (in a daemon thread)."""
@@ -192,19 +116,16 @@ class RunDir:
     def from_env(cls) -> RunDir:
         value = os.environ.get(RUN_DIR_ENV)
         if not value:
-            raise RuntimeError(f"{RUN_DIR_ENV} is not set: the app is started by 'specman serve'")
+            raise RuntimeError(f"{RUN_DIR_ENV} is not set: the app is started by 'specman serve' or 'specman console'")
         return cls(Path(value))
 
-    def config(self) -> AppConfig:
-        return AppConfig(**json.loads(self.config_file.read_text(encoding="utf-8")))
+    def config(self, kind: type[C]) -> C:
+        """The workers' settings the main process wrote (``kind``: the dataclass it wrote)."""
+        return kind(**json.loads(self.config_file.read_text(encoding="utf-8")))
 
-    def read_status(self) -> dict[str, Any] | None:
-        """The last ``SyncStatus`` the main process wrote, as JSON; None if there is none (yet)."""
-        try:
-            data = json.loads(self.status_file.read_bytes())
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) else None
+    def read_status(self) -> SyncStatus | None:
+        """The last ``SyncStatus`` the main process wrote; None if there is none (yet)."""
+        return SyncStatus.load(self.status_file)
 
     def notify(self, events: list[tuple[str, str]]) -> bool:
         """Forward ``(tag, action)`` pairs to the main process; False if it cannot take more now (a sync is due)."""
