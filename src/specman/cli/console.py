@@ -20,7 +20,7 @@ from typing import ClassVar
 import click
 
 from specman.cli.options import Duration, ServerSettings
-from specman.cli.settings import opt, uses
+from specman.cli.settings import file_opt, opt, uses
 from specman.cli.sync import configure_logging
 from specman.errors import UsageError
 from specman.runtime.granian import check_tls, parse_listen
@@ -32,7 +32,6 @@ __all__ = ["ConsoleSettings", "console"]
 
 log = logging.getLogger("specman.console")
 ADMIN_PASSWORD_ENV = "SPECMAN_ADMIN_PASSWORD"  # noqa: S105 - the variable's name
-_EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
 def _secret_file(path: Path, option: str) -> str:
@@ -93,19 +92,16 @@ class ConsoleSettings(ServerSettings):
         show_default=True,
         help="Server processes sharing the port (jobs are coordinated through the database).",
     )
-    admin_password_file: Path | None = opt(
+    admin_password_file: Path | None = file_opt(
         "--admin-password-file",
-        type=_EXISTING_FILE,
         help="The admin password (first line). Else SPECMAN_ADMIN_PASSWORD, else generated into DIR/admin-password.",
     )
-    secret_key_file: Path | None = opt(
+    secret_key_file: Path | None = file_opt(
         "--secret-key-file",
-        type=_EXISTING_FILE,
         help="AES key for secrets at rest (32 bytes, base64). Default: DIR/secret.key, generated once.",
     )
-    service_token_file: Path | None = opt(
+    service_token_file: Path | None = file_opt(
         "--service-token-file",
-        type=_EXISTING_FILE,
         help="Token (first line) that specman serve presents to read the Spectro manifests registry.",
     )
     token_ttl: float = opt(

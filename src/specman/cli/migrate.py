@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import click
 
 from specman.cli.options import RegistrySettings, read_secret_file
-from specman.cli.settings import Settings, opt, uses
+from specman.cli.settings import Settings, file_opt, opt, uses
 from specman.cli.ui import UI
 from specman.console.client import ConsoleClient
 from specman.errors import SpecmanError, UsageError
@@ -34,7 +34,6 @@ from specman.oci.http import TLSOptions
 __all__ = ["migrate", "read_secret", "run_migration"]
 
 CLUSTER_ENDPOINT = "https://specman-service.hubble-system.svc.cluster.local:8443"
-_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
 def read_secret(path: Path | None, env: str, option: str) -> str | None:
@@ -69,42 +68,28 @@ class MigrateSettings(Settings):
         "--tag", default=None, envvar="SPECMAN_TAG", help="Tag to push (default 0.0.0, or the one in --to)."
     )
     console_user: str = opt("--console-user", default="admin", show_default=True, envvar="SPECMAN_CONSOLE_USER")
-    console_password_file: Path | None = opt(
-        "--console-password-file", type=_FILE, envvar="SPECMAN_CONSOLE_PASSWORD_FILE"
-    )
-    console_ca_file: Path | None = opt(
-        "--console-ca-file", type=_FILE, envvar="SPECMAN_CONSOLE_CA_FILE", help="CA of the console (PEM)."
-    )
+    console_password_file: Path | None = file_opt("--console-password-file")
+    console_ca_file: Path | None = file_opt("--console-ca-file", help="CA of the console (PEM).")
     specman_url: str = opt("--specman", default=CLUSTER_ENDPOINT, show_default=True, envvar="SPECMAN_SPECMAN")
-    specman_ca_file: Path | None = opt(
-        "--specman-ca-file", type=_FILE, envvar="SPECMAN_SPECMAN_CA_FILE", help="CA of specman (its tls/ca.crt)."
-    )
+    specman_ca_file: Path | None = file_opt("--specman-ca-file", help="CA of specman (its tls/ca.crt).")
     specman_username: str | None = opt(
         "--specman-username",
         envvar="SPECMAN_SPECMAN_USERNAME",
         help="User of specman's Basic auth, if it has one (its --basic-auth-file); also set as the SCAR's.",
     )
-    specman_password_file: Path | None = opt(
+    specman_password_file: Path | None = file_opt(
         "--specman-password-file",
-        type=_FILE,
-        envvar="SPECMAN_SPECMAN_PASSWORD_FILE",
         help="Or SPECMAN_SPECMAN_PASSWORD.",
     )
-    notify_token_file: Path | None = opt(
+    notify_token_file: Path | None = file_opt(
         "--notify-token-file",
-        type=_FILE,
-        envvar="SPECMAN_NOTIFY_TOKEN_FILE",
         help="specman's notification token (or SPECMAN_NOTIFY_TOKEN): wake it at once instead of waiting for its sync.",
     )
     from_username: str | None = opt(
         "--from-username", envvar="SPECMAN_FROM_USERNAME", help="User for a SCAR URL (Basic auth)."
     )
-    from_password_file: Path | None = opt(
-        "--from-password-file", type=_FILE, envvar="SPECMAN_FROM_PASSWORD_FILE", help="Or SPECMAN_FROM_PASSWORD."
-    )
-    from_ca_file: Path | None = opt(
-        "--from-ca-file", type=_FILE, envvar="SPECMAN_FROM_CA_FILE", help="CA of a SCAR URL (PEM)."
-    )
+    from_password_file: Path | None = file_opt("--from-password-file", help="Or SPECMAN_FROM_PASSWORD.")
+    from_ca_file: Path | None = file_opt("--from-ca-file", help="CA of a SCAR URL (PEM).")
     from_insecure: bool = opt(
         "--from-insecure", is_flag=True, envvar="SPECMAN_FROM_INSECURE", help="Do not verify the SCAR's TLS."
     )

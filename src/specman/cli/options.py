@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import click
 
 from specman.archive import ExtractLimits
-from specman.cli.settings import Settings, opt
+from specman.cli.settings import Settings, file_opt, opt
 from specman.errors import SpecmanError, UsageError
 from specman.oci import RegistryOptions, Repository, open_target
 from specman.sync.loop import parse_duration
@@ -82,10 +82,6 @@ def read_password(password_stdin: bool, password_file: Path | None) -> str | Non
     return read_secret_file(password_file, "--password-file") if password_file else None
 
 
-_FILE = click.Path(dir_okay=False, path_type=Path)
-_EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
-
-
 @dataclass(frozen=True)
 class ConnectionSettings(Settings):
     """Credentials and TLS for a registry (``login``, ``quickstart``; with ``--oci-layout``: ``RegistrySettings``)."""
@@ -93,13 +89,15 @@ class ConnectionSettings(Settings):
     param: ClassVar[str] = "connection"
 
     username: str | None = opt("-u", "--username", help="Registry username.")
-    username_file: Path | None = opt(
-        "--username-file", type=_FILE, help="Read the registry username from a file (re-read like --password-file)."
+    username_file: Path | None = file_opt(
+        "--username-file", help="Read the registry username from a file (re-read like --password-file).", exists=False
     )
     password_stdin: bool = opt(
         "--password-stdin", is_flag=True, envvar=None, help="Read the registry password from stdin."
     )
-    password_file: Path | None = opt("--password-file", type=_FILE, help="Read the registry password from a file.")
+    password_file: Path | None = file_opt(
+        "--password-file", help="Read the registry password from a file.", exists=False
+    )
     plain_http: bool = opt("--plain-http", is_flag=True, help="Talk plain HTTP to the registry.")
     insecure: bool = opt("--insecure", is_flag=True, help="Skip TLS certificate verification.")
     ca_file: str | None = opt(
@@ -180,8 +178,8 @@ class ServerSettings(Settings):
 
     listen: str = opt("--listen", default="0.0.0.0:8443", show_default=True, help="Address to serve on.")
     no_tls: bool = opt("--no-tls", is_flag=True, help="Serve plain HTTP (behind a TLS proxy).")
-    tls_cert: Path | None = opt("--tls-cert", type=_EXISTING_FILE, help="Serve with this certificate (PEM).")
-    tls_key: Path | None = opt("--tls-key", type=_EXISTING_FILE, help="The key of --tls-cert (PEM).")
+    tls_cert: Path | None = file_opt("--tls-cert", help="Serve with this certificate (PEM).")
+    tls_key: Path | None = file_opt("--tls-key", help="The key of --tls-cert (PEM).")
     tls_sans: tuple[str, ...] = opt(
         "--tls-san",
         multiple=True,

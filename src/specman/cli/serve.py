@@ -24,7 +24,7 @@ from typing import ClassVar, Final
 import click
 
 from specman.cli.options import LimitSettings, RegistrySettings, ServerSettings
-from specman.cli.settings import opt, uses
+from specman.cli.settings import file_opt, uses
 from specman.cli.sync import Source, SyncSettings, configure_logging, interval_of, reconciler
 from specman.errors import SyncError, UsageError
 from specman.oci import RemoteRepository
@@ -43,7 +43,6 @@ __all__ = ["ServeSettings", "serve"]
 
 log = logging.getLogger("specman.serve")
 NOTIFY_TOKEN_ENV: Final = "SPECMAN_NOTIFY_TOKEN"  # noqa: S105 (a variable name, not a secret)
-_EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
 @dataclass(frozen=True)
@@ -52,14 +51,12 @@ class ServeSettings(ServerSettings):
 
     param: ClassVar[str] = "server"
 
-    basic_auth_file: Path | None = opt(
+    basic_auth_file: Path | None = file_opt(
         "--basic-auth-file",
-        type=_EXISTING_FILE,
         help="Require HTTP Basic auth; the file holds one line 'user:password'.",
     )
-    notify_token_file: Path | None = opt(
+    notify_token_file: Path | None = file_opt(
         "--notify-token-file",
-        type=_EXISTING_FILE,
         help="Accept registry notifications (POST /_specman/notify) with this bearer token "
         f"(or set {NOTIFY_TOKEN_ENV}).",
     )

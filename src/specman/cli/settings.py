@@ -18,11 +18,12 @@ import dataclasses
 import functools
 import inspect
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import click
 
-__all__ = ["Settings", "arg", "opt", "uses"]
+__all__ = ["Settings", "arg", "file_opt", "opt", "uses"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 S = TypeVar("S", bound="Settings")
@@ -47,6 +48,11 @@ def opt(*decls: str, **attrs: Any) -> Any:
     else:
         default = attrs.get("default")
     return dataclasses.field(default=default, metadata={_OPTION: (decls, attrs)})
+
+
+def file_opt(*decls: str, exists: bool = True, **attrs: Any) -> Any:
+    """A settings field that is an option naming a file (which must exist unless ``exists=False``)."""
+    return opt(*decls, type=click.Path(exists=exists, dir_okay=False, path_type=Path), **attrs)
 
 
 def arg(name: str, **attrs: Any) -> Any:
