@@ -47,11 +47,11 @@ def serve_app() -> ASGIApp:
     from specman.runtime.metrics import Metrics
     from specman.server.app import Service, create_app
     from specman.server.guards import read_basic_auth
-    from specman.store import Store
+    from specman.store import StoreReader
 
     run = RunDir.from_env()
     config = run.config(ServeWorkers)
-    Store(Path(config.data_dir)).drop_inherited_lock()  # forked with the main process's lock descriptor
+    StoreReader(Path(config.data_dir)).drop_inherited_lock()  # forked with the main process's lock descriptor
 
     def sync_state() -> dict[str, Any] | None:
         status = run.read_status()

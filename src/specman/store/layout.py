@@ -9,9 +9,10 @@ from typing import Final
 
 from specman.store._state import Generation, read_generation
 
-__all__ = ["CURRENT", "current_number", "load_current"]
+__all__ = ["CURRENT", "LOCK", "current_number", "load_current"]
 
 CURRENT: Final = "current"
+LOCK: Final = "lock"  # flock()ed by the one writer; holds its pid
 _CURRENT_TARGET: Final = re.compile(r"generations/([0-9]+)")
 
 

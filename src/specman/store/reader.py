@@ -13,8 +13,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from specman.store._fs import DirLock
 from specman.store._state import Generation, TagState, Version, read_generation, read_version, version_id
-from specman.store.layout import CURRENT, current_number
+from specman.store.layout import CURRENT, LOCK, current_number
 
 __all__ = ["StoreReader"]
 
@@ -30,6 +31,11 @@ class StoreReader:
         self._lock = threading.Lock()
         self._link: str | None = None
         self._generation: Generation | None = None
+
+    def drop_inherited_lock(self) -> None:
+        """In a process forked from the writer (a server worker): close the inherited descriptor of the data
+        dir's lock, so that the lock dies with its owner even if this process lives on."""
+        DirLock.drop_inherited(self.data_dir / LOCK)
 
     def current(self) -> Generation | None:
         """The published generation (its ``tree`` is the merged view), or None before the first publish."""

@@ -43,7 +43,7 @@ from specman.store._state import (
     read_version,
     version_id,
 )
-from specman.store.layout import CURRENT, current_number, load_current
+from specman.store.layout import CURRENT, LOCK, current_number, load_current
 from specman.store.reader import StoreReader
 
 __all__ = ["GcResult", "Store", "load_current"]  # load_current: re-exported from layout
@@ -89,7 +89,7 @@ class Store:
         self.versions_dir = self.data_dir / "versions"
         self.generations_dir = self.data_dir / "generations"
         self.staging_dir = self.data_dir / "staging"
-        self._lock = DirLock(self.data_dir / "lock", self.data_dir)
+        self._lock = DirLock(self.data_dir / LOCK, self.data_dir)
         self._current: Generation | None = None
         self.reader = StoreReader(self.data_dir)  # the published view, as the server reads it
 
@@ -114,11 +114,6 @@ class Store:
 
     def close(self) -> None:
         self._lock.release()
-
-    def drop_inherited_lock(self) -> None:
-        """In a process forked from this store's owner (a server worker): close the inherited lock descriptor,
-        so that the lock dies with its owner even if this process lives on."""
-        DirLock.drop_inherited(self._lock.path)
 
     def __enter__(self) -> Store:
         return self.open()
