@@ -94,7 +94,7 @@ class SyncService:
         self.trigger = Trigger(self.wake, self.config.tag_filter)
 
     def run(self, run: RunDir, stop: threading.Event) -> None:
-        from specman.runtime.metrics import Metrics  # the server stack loads only for this command
+        from specman.runtime.metrics import Metrics  # preloaded by the supervisor: the server stack is serve's only
 
         metrics = Metrics(run.metrics_dir)
 
@@ -139,6 +139,7 @@ def serve(sync: SyncSettings, registry: RegistrySettings, limits: LimitSettings,
                 notify_token_env=token_env,
             ),
             store=store,
+            preload=("specman.server.app", "specman.server.guards", "specman.runtime.metrics"),
         )
         supervisor.task("notify", loop.listen)
         supervisor.task("sync", loop.run, wake=loop.wake.set)
