@@ -65,7 +65,8 @@ class Supervisor:
 
     def run(self, on_ready: Callable[[RunDir, tuple[Path, Path] | None], None] | None = None) -> None:
         """Open everything in order, serve until a signal, close everything in reverse order.
-        ``on_ready(run_dir, tls)`` is called once both exist, before the tasks and the workers start."""
+        ``on_ready(run_dir, tls)`` is called once both exist, in the main thread, before the tasks and the workers
+        start (what the tasks share with the workers is made there, see ``_serve``)."""
         with ExitStack() as stack:
             if self.store is not None:
                 stack.enter_context(self.store)
