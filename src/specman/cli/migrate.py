@@ -61,50 +61,38 @@ class MigrateSettings(Settings):
 
     param: ClassVar[str] = "settings"
 
-    source: str = opt("--from", required=True, envvar="SPECMAN_FROM", help="The old SCAR: a directory or its URL.")
-    ref: str = opt("--to", required=True, envvar="SPECMAN_TO", help="Where to push: HOST[:PORT]/NAME[:TAG].")
-    console_url: str = opt("--console", required=True, envvar="SPECMAN_CONSOLE", help="The console's URL.")
-    tag: str | None = opt(
-        "--tag", default=None, envvar="SPECMAN_TAG", help="Tag to push (default 0.0.0, or the one in --to)."
-    )
-    console_user: str = opt("--console-user", default="admin", show_default=True, envvar="SPECMAN_CONSOLE_USER")
+    source: str = opt("--from", required=True, help="The old SCAR: a directory or its URL.")
+    ref: str = opt("--to", required=True, help="Where to push: HOST[:PORT]/NAME[:TAG].")
+    console_url: str = opt("--console", required=True, help="The console's URL.")
+    tag: str | None = opt("--tag", default=None, help="Tag to push (default 0.0.0, or the one in --to).")
+    console_user: str = opt("--console-user", default="admin", show_default=True)
     console_password_file: Path | None = file_opt("--console-password-file")
     console_ca_file: Path | None = file_opt("--console-ca-file", help="CA of the console (PEM).")
-    specman_url: str = opt("--specman", default=CLUSTER_ENDPOINT, show_default=True, envvar="SPECMAN_SPECMAN")
+    specman_url: str = opt("--specman", default=CLUSTER_ENDPOINT, show_default=True)
     specman_ca_file: Path | None = file_opt("--specman-ca-file", help="CA of specman (its tls/ca.crt).")
     specman_username: str | None = opt(
         "--specman-username",
-        envvar="SPECMAN_SPECMAN_USERNAME",
         help="User of specman's Basic auth, if it has one (its --basic-auth-file); also set as the SCAR's.",
     )
-    specman_password_file: Path | None = file_opt(
-        "--specman-password-file",
-        help="Or SPECMAN_SPECMAN_PASSWORD.",
-    )
+    specman_password_file: Path | None = file_opt("--specman-password-file", help="Or SPECMAN_SPECMAN_PASSWORD.")
     notify_token_file: Path | None = file_opt(
         "--notify-token-file",
         help="specman's notification token (or SPECMAN_NOTIFY_TOKEN): wake it at once instead of waiting for its sync.",
     )
-    from_username: str | None = opt(
-        "--from-username", envvar="SPECMAN_FROM_USERNAME", help="User for a SCAR URL (Basic auth)."
-    )
+    from_username: str | None = opt("--from-username", help="User for a SCAR URL (Basic auth).")
     from_password_file: Path | None = file_opt("--from-password-file", help="Or SPECMAN_FROM_PASSWORD.")
     from_ca_file: Path | None = file_opt("--from-ca-file", help="CA of a SCAR URL (PEM).")
-    from_insecure: bool = opt(
-        "--from-insecure", is_flag=True, envvar="SPECMAN_FROM_INSECURE", help="Do not verify the SCAR's TLS."
-    )
+    from_insecure: bool = opt("--from-insecure", is_flag=True, help="Do not verify the SCAR's TLS.")
     timeout: float = opt(
         "--timeout",
         type=click.FloatRange(min=1),
         default=300.0,
         show_default=True,
-        envvar="SPECMAN_TIMEOUT",
         help="Seconds to wait for specman to serve the push, and for each job.",
     )
     work_dir: Path | None = opt(
         "--work-dir",
         type=click.Path(file_okay=False, path_type=Path),
-        envvar="SPECMAN_WORK_DIR",
         help="Where the archive (and a SCAR URL's copy) are made (default: a temp dir).",
     )
     processes: int = opt(
@@ -112,12 +100,11 @@ class MigrateSettings(Settings):
         type=click.IntRange(min=1, max=16),
         default=1,
         show_default=True,
-        envvar="SPECMAN_PROCESSES",
         help="Processes fetching files over HTTP for the copy and the parity proof of large trees "
         "(more help with 4+ CPUs; each helper takes ~80 MiB).",
     )
     dry_run: bool = opt("--dry-run", is_flag=True, help="Run the preflight checks and show the plan; change nothing.")
-    yes: bool = opt("-y", "--yes", is_flag=True, envvar="SPECMAN_YES", help="Do not ask for confirmation.")
+    yes: bool = opt("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
     no_rollback: bool = opt(
         "--no-rollback", is_flag=True, help="Keep the new SCAR endpoint even when the jobs fail after it."
     )

@@ -149,19 +149,17 @@ class QuickstartSettings(Settings):
         type=click.Path(exists=True, file_okay=False, path_type=Path),
         help="Directory to migrate (default: the bundled sample manifests).",
     )
-    ref: str | None = opt("--to", envvar="SPECMAN_TO", help="A real registry repository (default: a local OCI layout).")
+    ref: str | None = opt("--to", help="A real registry repository (default: a local OCI layout).")
     work_dir: Path | None = opt(
         "--work-dir",
-        envvar="SPECMAN_WORK_DIR",
         type=click.Path(file_okay=False, path_type=Path),
         help="Where the layout, the data dirs and the secrets go (default: a temp dir, removed at the end).",
     )
-    tag: str = opt("--tag", default="0.0.0", show_default=True, envvar="SPECMAN_TAG", help="Tag to push.")
+    tag: str = opt("--tag", default="0.0.0", show_default=True, help="Tag to push.")
     listen: str = opt(
         "--listen",
         default="127.0.0.1:8443",
         show_default=True,
-        envvar="SPECMAN_LISTEN",
         help="Where specman serves (port 0, or a busy port: any free port).",
     )
     console_listen: str = opt(
@@ -171,7 +169,6 @@ class QuickstartSettings(Settings):
         "--exit-after",
         type=float,
         default=None,
-        envvar="SPECMAN_EXIT_AFTER",
         help="Stop serving this many seconds after the migration (0: at once). "
         "Default: serve until Ctrl-C on a terminal, stop at once otherwise.",
     )

@@ -54,7 +54,6 @@ class SyncSettings(Settings):
     tag_globs: tuple[str, ...] = opt(
         "--tags",
         multiple=True,
-        envvar="SPECMAN_TAGS",
         metavar="GLOB",
         help="Only tags matching this glob (repeatable; default all).",
     )
