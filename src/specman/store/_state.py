@@ -58,6 +58,9 @@ class Version:
     files: int
     bytes: int
     created: str
+    dirs: int = 0
+    symlinks: int = 0
+    pooled: bool = False  # its files are hard links into the object pool (False: a legacy tree to convert)
 
     @property
     def tree(self) -> Path:
@@ -70,6 +73,9 @@ class Version:
             "id": self.id,
             "files": self.files,
             "bytes": self.bytes,
+            "dirs": self.dirs,
+            "symlinks": self.symlinks,
+            "pooled": self.pooled,
             "created": self.created,
         }
 
@@ -103,6 +109,7 @@ class Generation:
     dirs: int
     symlinks: int
     conflicts: tuple[Conflict, ...] = field(default=())
+    pooled: bool = False  # its files are hard links into the object pool (False: a legacy tree to convert)
 
     @property
     def tree(self) -> Path:
@@ -120,6 +127,7 @@ class Generation:
             "dirs": self.dirs,
             "symlinks": self.symlinks,
             "conflicts": [conflict.to_json() for conflict in self.conflicts],
+            "pooled": self.pooled,
         }
 
 
@@ -137,6 +145,9 @@ def read_version(path: Path) -> Version | None:
             files=int(data["files"]),
             bytes=int(data["bytes"]),
             created=str(data["created"]),
+            dirs=int(data.get("dirs", 0)),
+            symlinks=int(data.get("symlinks", 0)),
+            pooled=data.get("pooled") is True,
         )
     except (KeyError, TypeError, ValueError):
         return None
@@ -166,6 +177,7 @@ def read_generation(path: Path) -> Generation | None:
             dirs=int(data["dirs"]),
             symlinks=int(data["symlinks"]),
             conflicts=conflicts,
+            pooled=data.get("pooled") is True,
         )
     except (KeyError, TypeError, ValueError, AttributeError):
         return None
