@@ -24,6 +24,7 @@ import pytest
 from specman.archive import digests, extract_into
 from specman.errors import StoreError
 from specman.store import Store
+from specman.store._state import read_versions
 
 Files = dict[str, bytes]
 BIG = 200 << 10  # above digests.MIN_SIZE: streamed or recorded, checked by its record
@@ -205,7 +206,7 @@ def test_legacy_data_dir_is_converted_once(tmp_path: Path, caplog: pytest.LogCap
         assert {tree: _snapshot(tree) for tree in before} == before
         inodes = {os.stat(t / "d1/f1.json").st_ino for t in [*trees, data / "current" / "tree"]}
         assert len(inodes) == 1
-        assert all(v.pooled for v in store._versions()) and store.current().pooled  # type: ignore[union-attr]
+        assert all(v.pooled for v in read_versions(store.versions_dir)) and store.current().pooled  # type: ignore[union-attr]
         store.gc()
         usage = store.usage()
         assert usage is not None and usage.objects == len(files) + 1
@@ -245,7 +246,7 @@ def test_conversion_survives_kill_9(tmp_path: Path) -> None:
         for rel, snapshot in expected.items():  # every file of every tree there, whole, at every instant
             assert _snapshot(data / rel) == snapshot
     with Store(data) as store:
-        assert all(v.pooled for v in store._versions())
+        assert all(v.pooled for v in read_versions(store.versions_dir))
         store.gc()
         assert {tree.relative_to(data): _snapshot(tree) for tree in data.glob("*/*/tree")} == expected
         assert all(st.st_nlink > 1 for st in objects(store).values())

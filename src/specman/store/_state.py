@@ -24,7 +24,9 @@ __all__ = [
     "TagState",
     "Version",
     "read_generation",
+    "read_generations",
     "read_version",
+    "read_versions",
     "version_id",
 ]
 
@@ -182,3 +184,14 @@ def read_generation(path: Path) -> Generation | None:
     except (KeyError, TypeError, ValueError, AttributeError):
         return None
     return generation if str(generation.number) == path.name else None
+
+
+def read_versions(versions_dir: Path) -> list[Version]:
+    """Every complete version below ``versions_dir``, by name."""
+    return [v for p in sorted(versions_dir.iterdir()) if (v := read_version(p)) is not None]
+
+
+def read_generations(generations_dir: Path) -> list[Generation]:
+    """Every complete generation below ``generations_dir``, by name."""
+    found = (read_generation(p) for p in sorted(generations_dir.iterdir()) if p.name.isdigit())
+    return [g for g in found if g is not None]

@@ -44,7 +44,9 @@ from specman.store._state import (
     TagState,
     Version,
     read_generation,
+    read_generations,
     read_version,
+    read_versions,
     version_id,
 )
 from specman.store._usage import USAGE_RECORD, StorageUsage, compute_usage, read_usage, volume, write_usage
@@ -147,7 +149,9 @@ class Store:
                     self.data_dir,
                 )
             self.recover()
-            if self._pooling and convert_legacy(self._pool, self._versions(), self._generations(), self.durable):
+            if self._pooling and convert_legacy(
+                self._pool, read_versions(self.versions_dir), read_generations(self.generations_dir), self.durable
+            ):
                 self._current = None
         except BaseException:
             self._lock.release()
@@ -443,19 +447,12 @@ class Store:
         """Remove the pool's unreferenced objects and record the usage; (objects removed, their bytes)."""
         with mapped_os_errors(f"collecting unreferenced objects in {self.objects_dir}"):
             scan = self._pool.collect() if self._pooling else None
-            usage = compute_usage(scan, self._versions(), self._generations(), _now())
-            write_usage(self.objects_dir / USAGE_RECORD, usage)
+            versions, generations = read_versions(self.versions_dir), read_generations(self.generations_dir)
+            write_usage(self.objects_dir / USAGE_RECORD, compute_usage(scan, versions, generations, _now()))
         self._pool_dirty = False
         if scan is not None and scan.removed:
             log.info("gc removed %d unreferenced objects (%d bytes)", scan.removed, scan.removed_bytes)
         return (scan.removed, scan.removed_bytes) if scan is not None else (0, 0)
-
-    def _versions(self) -> list[Version]:
-        return [v for p in sorted(self.versions_dir.iterdir()) if (v := read_version(p)) is not None]
-
-    def _generations(self) -> list[Generation]:
-        found = (read_generation(p) for p in sorted(self.generations_dir.iterdir()) if p.name.isdigit())
-        return [g for g in found if g is not None]
 
     def usage(self) -> StorageUsage | None:
         """Bytes and inodes as of the last garbage collection (``_usage``), or None before the first."""
