@@ -10,12 +10,14 @@ import io
 import logging
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
 import tarfile
 import textwrap
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +27,10 @@ from specman.archive import digests, extract_into
 from specman.errors import StoreError
 from specman.store import Store
 from specman.store._state import read_versions
+from tests.conftest import ServeFactory
+from tests.fixtures.registry import Registry
+from tests.fixtures.serve import poll
+from tests.test_serve_process import _push, _source
 
 Files = dict[str, bytes]
 BIG = 200 << 10  # above digests.MIN_SIZE: streamed or recorded, checked by its record
@@ -302,3 +308,34 @@ def test_disk_full_while_adding_objects_keeps_the_old_view(tmp_path: Path) -> No
             assert len(objects(store)) == len(files)
     finally:
         subprocess.run(["umount", "-l", str(point)], check=False)
+
+
+def test_serve_reports_storage_and_keeps_etags(
+    plain_registry: Registry, serve_factory: ServeFactory, tmp_path: Path
+) -> None:
+    name = f"objects/{uuid.uuid4().hex[:10]}"
+    shared = {f"d/f{i}.json": f"shared {i}\n".encode() * 50 for i in range(20)}
+    shared["big.bin"] = random.Random(5).randbytes(BIG)
+    for tag, extra in (("1.0.0", b"one"), ("2.0.0", b"two")):
+        _push(plain_registry, name, tag, {**shared, "own.txt": extra}, tmp_path)
+    data = tmp_path / "data"
+    server = serve_factory(_source(plain_registry, name), data, workers=2, extra_args=["--interval", "1h"])
+    with server.client() as client:
+        assert poll(lambda: set(client.get("/_specman/status").json()["tags"]) == {"1.0.0", "2.0.0"})
+        assert poll(lambda: client.get("/_specman/status").json()["storage"].get("objects") == len(shared) + 2)
+        storage = client.get("/_specman/status").json()["storage"]
+        unique = sum(map(len, shared.values())) + 6
+        assert (storage["unique_bytes"], storage["logical_bytes"]) == (unique, 2 * unique - 6)
+        assert 1.9 < storage["sharing_ratio"] <= 2.0 and storage["inodes"] > storage["objects"]
+        for path, body in shared.items():  # the ETag is the content's digest, in the view and in each version
+            etags = {client.head(url).headers["etag"] for url in (f"/{path}", f"/_specman/versions/1.0.0/{path}")}
+            assert etags == {f'"{sha(body)[:32]}"'}
+        page = client.get("/_specman/").text
+        assert "Sharing ratio" in page and 'id="unique-bytes"' in page
+        metrics = client.get("/metrics").text
+        assert re.search(rf"^specman_store_unique_bytes {float(unique)!r}$", metrics, re.M), metrics
+        assert re.search(r"^specman_store_sharing_ratio (1\.9|2\.0)", metrics, re.M)
+        assert re.search(rf"^specman_store_objects {float(len(shared) + 2)!r}$", metrics, re.M)
+        assert re.search(r"^specman_store_inodes [1-9]", metrics, re.M)
+    trees = sorted(data.glob("versions/*/tree"))
+    assert os.stat(trees[0] / "big.bin").st_ino == os.stat(trees[1] / "big.bin").st_ino
