@@ -143,6 +143,22 @@ def test_usage_reports_bytes_inodes_and_sharing(store: Store) -> None:
     assert status["sharing_ratio"] == usage.sharing_ratio and status["volume"]["inodes_free"] > 0
 
 
+def test_a_reverted_path_never_goes_back_in_time(store: Store) -> None:
+    """Last-Modified is the mtime: content going back to an older object must not look older than before."""
+    files = base_files(5)
+    for number, tag in enumerate(("1.0.0", "2.0.0", "3.0.0")):
+        change = {name: data + (b"!" if number == 1 else b"") for name, data in files.items()}
+        tree = add(store, tag, change)
+        if number == 1:
+            seen = {name: os.stat(tree / name).st_mtime_ns for name in files}
+        time.sleep(0.02)
+    for name, data in files.items():
+        st = os.stat(tree / name)
+        assert st.st_mtime_ns > seen[name], name
+        if len(data) >= digests.MIN_SIZE:  # the record moved along: the server still gets the digest for free
+            assert digests.recorded(tree / name, st) == sha(data)
+
+
 @pytest.mark.parametrize("name", ["d1/f1.json", "big/mid.bin", "big/blob.bin"])
 @pytest.mark.parametrize("damage", ["truncate", "same size"])
 def test_damaged_object_is_replaced_not_reused(

@@ -11,7 +11,8 @@ bytes are on disk once.  The object's name is the sha256 of its bytes, the same 
 Writing (``adopt``/``reuse``, called by extraction's writer threads through ``archive.ObjectSink``):
 
 * A small file (extraction buffers up to 1 MiB in memory) is hashed before anything is written: when the pool
-  holds a sound object of that digest and mode, the tree gets a hard link to it and no data is written.
+  holds a sound object of that digest and mode, the tree gets a hard link to it and no data is written (only the
+  object's mtime moves to now, see ``_refresh``: ``Last-Modified`` never goes back for a path).
 * Otherwise the file is written into the version tree (a large file streamed while hashed), then linked into the
   pool under its name (``link``: one syscall); when an object of that name already exists and is sound, the
   written file is unlinked and replaced by a link to the object (with delayed allocation, the data of a file
@@ -111,6 +112,7 @@ class ObjectPool:
         found = self._sound(self.path(sha256, mode), len(data), sha256, data)
         if found is None:
             return False
+        _refresh(found, sha256, len(data))
         place(found, dest)
         return True
 
@@ -133,6 +135,7 @@ class ObjectPool:
             return
         if self._sound(target, size, sha256, data) is not None:
             os.unlink(path)
+            _refresh(target, sha256, size)
             place(target, path)
         else:
             self._replace(path, target)
@@ -207,6 +210,7 @@ class ObjectPool:
             self._replace(path, target)
             return
         temporary = f"{self.work}/ingest-{secrets.token_hex(8)}"
+        _refresh(target, sha256, st.st_size)
         place(target, temporary)
         try:
             os.replace(temporary, path)
@@ -234,6 +238,24 @@ class ObjectPool:
                 size += st.st_size
                 blocks += st.st_blocks
         return PoolScan(objects, size, blocks * 512, removed, removed_bytes)
+
+
+def _refresh(target: str, sha256: bytes, size: int) -> None:
+    """Set a reused object's mtime to now, and record its digest again for that mtime.
+
+    The server's ``Last-Modified`` is the file's mtime: a path whose content goes back to an older object (a
+    change reverted) must not show an older date than the content it replaces, or a client asking
+    ``If-Modified-Since`` alone would get a wrong 304.  Every version reusing an object moves it forward, as the
+    extraction of a new file always did; older versions sharing the inode then show the newer date (harmless:
+    at worst a client fetches again).
+    """
+    fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        os.utime(fd)
+        if size >= digests.MIN_SIZE:
+            digests.record(fd, sha256)
+    finally:
+        os.close(fd)
 
 
 def place(source: str, dest: str) -> None:
