@@ -31,6 +31,7 @@ import random
 import re
 import resource
 import shlex
+import shutil
 import signal
 import statistics
 import subprocess
@@ -268,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stop_registry(registry)
         kill_running()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _mib(n: float) -> str:
