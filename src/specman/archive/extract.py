@@ -22,6 +22,7 @@ directories and symlinks created, never with ``realpath``.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import stat
@@ -229,12 +230,12 @@ class _Extractor:
             raise UnsafeMemberError(member, f"hardlink target {info.linkname!r} is not an extracted regular file")
         try:
             try:
-                os.link(source, full, follow_symlinks=False)
+                _link(source, full)
             except FileExistsError:
                 if not stat.S_ISREG(os.lstat(full).st_mode):
                     raise UnsafeMemberError(member, "a hardlink would replace something not a file") from None
                 os.unlink(full)
-                os.link(source, full, follow_symlinks=False)
+                _link(source, full)
         except OSError as exc:
             raise os_error(exc, "create hardlink", full) from exc
         self.files += 1
@@ -286,6 +287,18 @@ class _Extractor:
             trailing += len(chunk)
             if trailing > _MAX_TRAILING:
                 raise LimitExceededError(f"more than {_MAX_TRAILING} bytes follow the end of the tar archive")
+
+
+def _link(source: str, target: str) -> None:
+    """A hard link; a copy when the inode has as many links as the file system allows (an object of the store's
+    pool shared by many versions can reach ext4's 65,000)."""
+    try:
+        os.link(source, target, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno != errno.EMLINK:
+            raise
+        shutil.copyfile(source, target, follow_symlinks=False)
+        shutil.copymode(source, target, follow_symlinks=False)
 
 
 @contextlib.contextmanager
