@@ -54,6 +54,17 @@ REPO = HERE.parent
 NAME = "bench/storage"
 DISK_GOAL, INODE_GOAL, SYNC_GOAL = 1.2, 1.2, 0.6
 STORED = re.compile(r'msg="Stored (\S+)".*?duration=([0-9.]+)s')
+NOTES = (
+    "- *reconcile* is the `Sync finished duration=` of the log (the process's start-up excluded), *`Stored`*"
+    " the download and extraction of the one new version. Both stores download, decompress and hash every byte"
+    " of it (a digest is known only once the bytes are read); the pooled one writes only the files the pool"
+    " lacks, and builds the merged view without reading file contents (a path shared by two versions is one"
+    " inode: no comparison needed).",
+    "- The machine is shared (2 CPUs, other jobs running): one sync varies by 2-3x between rounds, hence the"
+    " medians and the CPU seconds, which vary far less.",
+    "- `tar -xzf` is followed by `sync -f` (the store flushes too before publishing); its disk use is one"
+    " directory per version, as a store without sharing needs.",
+)
 FINISHED = re.compile(r'msg="Sync finished".*?duration=([0-9.]+)s')
 
 
@@ -158,7 +169,7 @@ def serving(
         expected = {name: f'"{hashlib.sha256(d).hexdigest()[:32]}"' for name, d in last.items()}
         same = "identical" if all(f == expected for f in found.values()) else "DIFFERENT"
         rates: dict[str, list[float]] = {label: [] for label in servers}
-        for round_ in range(2):
+        for round_ in range(3):
             for label in list(servers) if round_ == 0 else list(reversed(servers)):
                 url = f"{servers[label].base}/small/4k.bin"
                 result = run_wrk(url, work=work, threads=2, connections=50, seconds=seconds, request_timeout=10)
@@ -225,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--versions", type=int, default=20)
     parser.add_argument("--files", type=int, default=1000)
     parser.add_argument("--seconds", type=int, default=5, help="wrk duration of each serving run")
-    parser.add_argument("--rounds", type=int, default=3, help="repetitions of the first and the last sync")
+    parser.add_argument("--rounds", type=int, default=5, help="repetitions of the first and the last sync")
     parser.add_argument("--work-dir", type=Path, default=HERE / ".data")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -386,6 +397,10 @@ def render(
             "Goals of issue 16:",
             "",
             *goals,
+            "",
+            "Notes:",
+            "",
+            *NOTES,
             "",
             "Machine: " + "; ".join(f"{k}: {v}" for k, v in machine if k in wanted),
         ]
