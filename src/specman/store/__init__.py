@@ -33,6 +33,9 @@ more (link count 1) are removed by ``gc``; a data dir written before the object 
 (``_ingest.convert_legacy``: links and renames only, crash-safe, done once).  On a file system without hard
 links the pool is off and every version holds its own copies (a warning says so).
 
+Writer and readers: ``Store`` (``store.py``) is the one writer, used by the sync loop under the lock;
+``StoreReader`` (``reader.py``) is the read side the server uses in any number of processes, without the lock.
+
 Layering order (``version_key``): semver tags ascending, then the other tags by name; a later version wins a
 path conflict.  See ``_order`` and ``_merge`` for the rules.
 """
@@ -44,7 +47,9 @@ from specman.store._objects import ObjectPool
 from specman.store._order import ordered_tags, version_key
 from specman.store._state import Generation, TagState, Version, version_id
 from specman.store._usage import StorageUsage
-from specman.store.store import GcResult, Store, load_current
+from specman.store.layout import load_current
+from specman.store.reader import StoreReader
+from specman.store.store import GcResult, Store
 
 __all__ = [
     "Conflict",
@@ -53,6 +58,7 @@ __all__ = [
     "ObjectPool",
     "StorageUsage",
     "Store",
+    "StoreReader",
     "TagState",
     "Version",
     "load_current",

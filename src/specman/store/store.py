@@ -2,14 +2,13 @@
 
 This module owns every change to the data directory's layout (see the package docstring) and the order of
 those changes; it is the only writer.  It does not fetch, verify or extract anything (``fill`` callbacks do)
-and does not serve: readers in other processes use ``load_current`` and only read.
+and does not serve: readers in other processes use ``StoreReader`` (``reader.py``) and only read.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 import secrets
 import shutil
 import tempfile
@@ -49,14 +48,14 @@ from specman.store._state import (
     read_versions,
     version_id,
 )
-from specman.store._usage import USAGE_RECORD, StorageUsage, compute_usage, read_usage, volume, write_usage
+from specman.store._usage import USAGE_RECORD, StorageUsage, compute_usage, write_usage
+from specman.store.layout import CURRENT, LOCK, current_number, load_current
+from specman.store.reader import StoreReader
 
-__all__ = ["GcResult", "Store", "load_current"]
+__all__ = ["GcResult", "Store", "load_current"]  # load_current: re-exported from layout
 
 log = logging.getLogger("specman.store")
 
-_CURRENT: Final = "current"
-_CURRENT_TARGET: Final = re.compile(r"generations/([0-9]+)")
 _LOGGED_CONFLICTS: Final = 20
 
 
@@ -73,22 +72,6 @@ class GcResult:
 
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _current_number(data_dir: Path) -> int | None:
-    """The generation number ``current`` points to, or None (no link, or not a link this store wrote)."""
-    try:
-        target = os.readlink(data_dir / _CURRENT)
-    except OSError:
-        return None
-    match = _CURRENT_TARGET.fullmatch(target)
-    return int(match.group(1)) if match else None
-
-
-def load_current(data_dir: Path) -> Generation | None:
-    """The published generation of ``data_dir``, read without the lock (for serving processes), or None."""
-    number = _current_number(data_dir)
-    return None if number is None else read_generation(data_dir / "generations" / str(number))
 
 
 def _reraise(exc: BaseException, action: str) -> NoReturn:
@@ -115,8 +98,9 @@ class Store:
         self.generations_dir = self.data_dir / "generations"
         self.staging_dir = self.data_dir / "staging"
         self.objects_dir = self.data_dir / OBJECTS_DIR
-        self._lock = DirLock(self.data_dir / "lock", self.data_dir)
+        self._lock = DirLock(self.data_dir / LOCK, self.data_dir)
         self._current: Generation | None = None
+        self.reader = StoreReader(self.data_dir)  # the published view, as the server reads it
         self._pool = ObjectPool(self.objects_dir, self.staging_dir)
         self._pooling = True  # False on a file system without hard links: every version is a copy
         self._pool_dirty = True  # the pool may hold objects nothing links to (checked by the next gc)
@@ -161,11 +145,6 @@ class Store:
     def close(self) -> None:
         self._lock.release()
 
-    def drop_inherited_lock(self) -> None:
-        """In a process forked from this store's owner (a server worker): close the inherited lock descriptor,
-        so that the lock dies with its owner even if this process lives on."""
-        DirLock.drop_inherited(self._lock.path)
-
     def __enter__(self) -> Store:
         return self.open()
 
@@ -200,11 +179,11 @@ class Store:
                 else:
                     leftover.unlink(missing_ok=True)
                 removed.append(leftover)
-            for link in sorted(self.data_dir.glob(f"{_CURRENT}.tmp-*")):
+            for link in sorted(self.data_dir.glob(f"{CURRENT}.tmp-*")):
                 remove(link, "unfinished swap of current")
-            number = _current_number(self.data_dir)
+            number = current_number(self.data_dir)
             current = None if number is None else read_generation(self.generations_dir / str(number))
-            if (self.data_dir / _CURRENT).is_symlink() and current is None:
+            if (self.data_dir / CURRENT).is_symlink() and current is None:
                 log.error("%s/current does not point to a complete generation; nothing is published", self.data_dir)
             for path in sorted(self.generations_dir.iterdir()):
                 if not path.name.isdigit():
@@ -230,7 +209,7 @@ class Store:
 
     def current(self) -> Generation | None:
         """The published generation (its tree is what is served), or None before the first publish."""
-        number = _current_number(self.data_dir)
+        number = current_number(self.data_dir)
         if number is None:
             self._current = None
         elif self._current is None or self._current.number != number:
@@ -245,39 +224,16 @@ class Store:
         return (self.versions_dir / version_id(tag, digest) / VERSION_RECORD).is_file()
 
     def per_version_tree(self, tag: str) -> Path | None:
-        """The tree of ``tag`` alone as published in the current generation (``/_specman/versions/<tag>/``)."""
-        generation = self.current()
-        state = generation.tags.get(tag) if generation else None
-        if state is None:
-            return None
-        tree = self.versions_dir / state.version / "tree"
-        return tree if tree.is_dir() else None
+        """The tree of ``tag`` alone as published in the current generation (``StoreReader.per_version_tree``)."""
+        return self.reader.per_version_tree(tag)
 
     def status(self) -> dict[str, Any]:
-        """The store's part of ``/_specman/status``."""
-        generation = self.current()
-        if generation is None:
-            return {
-                "generation": None,
-                "created": None,
-                "tags": {},
-                "files": 0,
-                "conflicts": 0,
-                "storage": self.storage_status(),
-            }
-        return {
-            "generation": generation.number,
-            "created": generation.created,
-            "tags": generation.digests(),
-            "files": generation.files,
-            "conflicts": len(generation.conflicts),
-            "storage": self.storage_status(),
-        }
+        """The store's part of ``/_specman/status`` (``StoreReader.status``)."""
+        return self.reader.status()
 
     def storage_status(self) -> dict[str, Any]:
-        """Unique and logical bytes, sharing ratio, inodes (``usage``) and the volume's free space."""
-        usage = self.usage()
-        return {**(usage.to_json() if usage is not None else {}), "volume": volume(self.data_dir)}
+        """Unique and logical bytes, sharing ratio, inodes and the volume's free space (``StoreReader.storage``)."""
+        return self.reader.storage()
 
     # -- writing ----------------------------------------------------------------------------------------
 
@@ -376,7 +332,7 @@ class Store:
             self._swap_current(number)
         except BaseException as exc:
             shutil.rmtree(staging, ignore_errors=True)
-            if _current_number(self.data_dir) != number:
+            if current_number(self.data_dir) != number:
                 shutil.rmtree(final, ignore_errors=True)
             _reraise(exc, action)
         self._current = generation
@@ -393,10 +349,10 @@ class Store:
 
     def _swap_current(self, number: int) -> None:
         """Point ``current`` at ``generations/<number>`` in one ``rename`` (a new symlink replaces the old)."""
-        temporary = self.data_dir / f"{_CURRENT}.tmp-{secrets.token_hex(8)}"
+        temporary = self.data_dir / f"{CURRENT}.tmp-{secrets.token_hex(8)}"
         os.symlink(f"generations/{number}", temporary)
         try:
-            os.replace(temporary, self.data_dir / _CURRENT)
+            os.replace(temporary, self.data_dir / CURRENT)
         except BaseException:
             temporary.unlink(missing_ok=True)
             raise
@@ -455,8 +411,8 @@ class Store:
         return (scan.removed, scan.removed_bytes) if scan is not None else (0, 0)
 
     def usage(self) -> StorageUsage | None:
-        """Bytes and inodes as of the last garbage collection (``_usage``), or None before the first."""
-        return read_usage(self.objects_dir / USAGE_RECORD)
+        """Bytes and inodes as of the last garbage collection (``StoreReader.usage``), or None before the first."""
+        return self.reader.usage()
 
 
 def _log_conflicts(generation: Generation) -> None:
