@@ -295,12 +295,7 @@ class Store:
         published = self.current()
         if published is not None and published.digests() == dict(tags):
             return published
-        versions: dict[str, Version] = {}
-        for tag in ordered_tags(tags):
-            version = self.version(tag, tags[tag])
-            if version is None:
-                raise StoreError(f"cannot publish tag {tag}: version {tags[tag]} is not in the store")
-            versions[tag] = version
+        versions = {tag: self._stored(tag, tags[tag]) for tag in ordered_tags(tags)}
         number = 1 + max([int(p.name) for p in self.generations_dir.iterdir() if p.name.isdigit()] or [0])
         final = self.generations_dir / str(number)
         action = f"publishing generation {number}"
@@ -346,6 +341,12 @@ class Store:
             time.monotonic() - started,
         )
         return generation
+
+    def _stored(self, tag: str, digest: str) -> Version:
+        version = self.version(tag, digest)
+        if version is None:
+            raise StoreError(f"cannot publish tag {tag}: version {digest} is not in the store")
+        return version
 
     def _swap_current(self, number: int) -> None:
         """Point ``current`` at ``generations/<number>`` in one ``rename`` (a new symlink replaces the old)."""
