@@ -9,6 +9,7 @@ sets it; without it they are only printed).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import resource
@@ -22,6 +23,7 @@ from tests.fixtures.certs import Certs
 from tests.fixtures.registry import Registry, start_registry, stop_registry
 
 RESULTS_ENV = "SPECMAN_RELIABILITY_RESULTS"
+TRIALS_ENV = "SPECMAN_RELIABILITY_TRIALS"
 
 
 @dataclass
@@ -97,7 +99,13 @@ class Scale:
 
 
 def scales(short: Scale, long: Scale) -> list[Any]:
-    """Parametrize a case over its short and its long (``reliability``-marked) scale."""
+    """Parametrize a case over its short and its long (``reliability``-marked) scale.
+
+    ``SPECMAN_RELIABILITY_TRIALS=N`` caps the long scale's trials (a reduced run; the report shows the count).
+    """
+    cap = os.environ.get(TRIALS_ENV, "")
+    if cap.isdigit() and int(cap) > 0:
+        long = dataclasses.replace(long, trials=min(long.trials, int(cap)))
     return [pytest.param(short, id="short"), pytest.param(long, id="long", marks=pytest.mark.reliability)]
 
 

@@ -13,6 +13,7 @@ from specman.archive.extract import (
     DEFAULT_LIMITS,
     ExtractLimits,
     ExtractResult,
+    ObjectSink,
     extract_archive,
     extract_into,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "Compression",
     "ExtractLimits",
     "ExtractResult",
+    "ObjectSink",
     "PackResult",
     "detect_compression",
     "extract_archive",

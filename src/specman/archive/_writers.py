@@ -12,6 +12,11 @@ wins, as with tar; unlinking first never writes into a hard link's other name). 
 utime and no fsync per file; ``fchmod`` only when the process umask would strip bits of the wanted mode.
 The sha256 of each file of ``digests.MIN_SIZE`` or more is recorded on it (``specman.archive.digests``) for
 the server's ETags.
+
+With an ``ObjectSink`` (the store's object pool), every file's content is stored once per (sha256, mode): a
+small file is hashed from memory first and, when the sink already holds that content, only linked (no data
+written); a large file is written while hashed and then handed to the sink, which links it into the pool or
+swaps it for a link to the copy it already has.
 """
 
 from __future__ import annotations
@@ -23,12 +28,12 @@ import stat
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 from specman.archive import digests
 from specman.errors import ArchiveError, UnsafeMemberError
 
-__all__ = ["FileJob", "WriterPool", "create_file", "os_error", "write_file_chunks"]
+__all__ = ["FileJob", "ObjectSink", "WriterPool", "create_file", "os_error", "write_file_chunks"]
 
 _CREATE_FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
@@ -36,6 +41,18 @@ _CREATE_FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | ge
 def os_error(exc: OSError, action: str, path: str) -> ArchiveError:
     """One clear line for an OS error: what was being done, to which path, and the system's reason."""
     return ArchiveError(f"cannot {action} {path}: {exc.strerror or exc}")
+
+
+class ObjectSink(Protocol):
+    """Where file contents are stored once (``specman.store``'s object pool); called from writer threads."""
+
+    def reuse(self, sha256: bytes, mode: int, dest: str, data: bytes) -> bool:
+        """Create the missing ``dest`` holding ``data`` from a stored copy; False when there is none."""
+        ...
+
+    def adopt(self, path: str, sha256: bytes, size: int, mode: int, *, data: bytes | None = None) -> None:
+        """``path`` was just written with this content: store it, or replace it by the stored copy."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,29 +93,67 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
             view = view[os.write(fd, view) :]
 
 
-def _write_job(job: FileJob, chmod: bool) -> None:
+def _clear(member: str, path: str) -> None:
+    """Remove an existing regular file at ``path`` (a later member of the same name wins), refuse anything else."""
+    existing = os.lstat(path)
+    if stat.S_ISDIR(existing.st_mode):
+        raise UnsafeMemberError(member, "a regular file would replace a directory")
+    if not stat.S_ISREG(existing.st_mode):
+        raise UnsafeMemberError(member, "a regular file would replace something that is not a file")
+    os.unlink(path)
+
+
+def _reuse(job: FileJob, sha256: bytes, sink: ObjectSink) -> bool:
+    """Link ``job.path`` to the sink's copy of its content, if the sink has one."""
+    try:
+        try:
+            return sink.reuse(sha256, job.mode, job.path, job.data)
+        except FileExistsError:
+            _clear(job.member, job.path)
+            return sink.reuse(sha256, job.mode, job.path, job.data)
+    except OSError as exc:
+        raise os_error(exc, "link", job.path) from exc
+
+
+def _adopt(path: str, sha256: bytes, size: int, mode: int, sink: ObjectSink, data: bytes | None) -> None:
+    try:
+        sink.adopt(path, sha256, size, mode, data=data)
+    except OSError as exc:
+        raise os_error(exc, "store the content of", path) from exc
+
+
+def _write_job(job: FileJob, chmod: bool, sink: ObjectSink | None) -> None:
+    sha256 = hashlib.sha256(job.data).digest() if sink is not None or len(job.data) >= digests.MIN_SIZE else b""
+    if sink is not None and _reuse(job, sha256, sink):
+        return
     fd = create_file(job.member, job.path, job.mode)
     try:
         if job.data:
             _write_all(fd, job.data)
         if len(job.data) >= digests.MIN_SIZE:
-            digests.record(fd, hashlib.sha256(job.data).digest())
+            digests.record(fd, sha256)
         if chmod:
             os.fchmod(fd, job.mode)
     except OSError as exc:
         raise os_error(exc, "write", job.path) from exc
     finally:
         os.close(fd)
+    if sink is not None:
+        _adopt(job.path, sha256, len(job.data), job.mode, sink, job.data)
 
 
-def write_file_chunks(member: str, path: str, mode: int, chunks: Iterable[bytes], *, chmod: bool) -> None:
+def write_file_chunks(
+    member: str, path: str, mode: int, chunks: Iterable[bytes], *, chmod: bool, sink: ObjectSink | None = None
+) -> None:
     """Create ``path`` and write ``chunks`` to it in the calling thread (used for large files)."""
     fd = create_file(member, path, mode)
+    size = 0
     try:
         digest = hashlib.sha256()
         for chunk in chunks:
             _write_all(fd, chunk)
             digest.update(chunk)
+            size += len(chunk)
         digests.record(fd, digest.digest())
         if chmod:
             os.fchmod(fd, mode)
@@ -106,6 +161,8 @@ def write_file_chunks(member: str, path: str, mode: int, chunks: Iterable[bytes]
         raise os_error(exc, "write", path) from exc
     finally:
         os.close(fd)
+    if sink is not None:
+        _adopt(path, digest.digest(), size, mode, sink, None)
 
 
 class WriterPool:
@@ -116,8 +173,9 @@ class WriterPool:
     ``close``; after it, remaining jobs are dropped.
     """
 
-    def __init__(self, workers: int, max_pending: int, *, chmod: bool) -> None:
+    def __init__(self, workers: int, max_pending: int, *, chmod: bool, sink: ObjectSink | None = None) -> None:
         self.pending: set[str] = set()
+        self._sink = sink
         self._max_pending = max_pending
         self._chmod = chmod
         self._queue: queue.SimpleQueue[tuple[list[FileJob], int] | None] = queue.SimpleQueue()
@@ -175,7 +233,7 @@ class WriterPool:
             try:
                 for job in batch:
                     if self._error is None and not self._aborted:
-                        _write_job(job, self._chmod)
+                        _write_job(job, self._chmod, self._sink)
                     self.pending.discard(job.path)
             except BaseException as exc:  # handed to the reading thread, which raises it
                 with self._cond:

@@ -22,6 +22,7 @@ directories and symlinks created, never with ``realpath``.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import stat
@@ -34,11 +35,11 @@ from typing import IO, Final, cast
 from specman.archive._publish import check_destination, make_staging, publish
 from specman.archive._tarstream import MemberData, map_tar_errors, member_data, open_tar_stream
 from specman.archive._tree import TreeModel, check_link_text, normalise_name
-from specman.archive._writers import FileJob, WriterPool, os_error, write_file_chunks
+from specman.archive._writers import FileJob, ObjectSink, WriterPool, os_error, write_file_chunks
 from specman.archive.compression import DecompressedStream, Readable, open_decompressed
 from specman.errors import ArchiveError, CorruptArchiveError, LimitExceededError, UnsafeMemberError
 
-__all__ = ["DEFAULT_LIMITS", "ExtractLimits", "ExtractResult", "extract_archive", "extract_into"]
+__all__ = ["DEFAULT_LIMITS", "ExtractLimits", "ExtractResult", "ObjectSink", "extract_archive", "extract_into"]
 
 _SMALL_FILE: Final = 1 << 20  # up to this size a file goes to the writer pool in one piece
 _BATCH_BYTES: Final = 256 << 10  # a batch for the pool: this many bytes or _BATCH_FILES files
@@ -99,13 +100,14 @@ def _umask() -> int:
 class _Extractor:
     """One pass over the members of one archive into ``root`` (an existing empty directory)."""
 
-    def __init__(self, root: str, limits: ExtractLimits, data: MemberData) -> None:
+    def __init__(self, root: str, limits: ExtractLimits, data: MemberData, sink: ObjectSink | None) -> None:
         self.root = root
         self.limits = limits
         self.data = data
         self.model = TreeModel()
         self.chmod = bool(_umask() & 0o755)
-        self.pool = WriterPool(_WORKERS, _MAX_PENDING, chmod=self.chmod)
+        self.sink = sink
+        self.pool = WriterPool(_WORKERS, _MAX_PENDING, chmod=self.chmod, sink=sink)
         self.batch: list[FileJob] = []
         self.batch_bytes = 0
         self.members = self.files = self.bytes = 0
@@ -174,7 +176,7 @@ class _Extractor:
         mode = 0o755 if info.mode & 0o111 else 0o644
         self.files += 1
         if size > _SMALL_FILE:
-            write_file_chunks(member, full, mode, self._chunks(member, size), chmod=self.chmod)
+            write_file_chunks(member, full, mode, self._chunks(member, size), chmod=self.chmod, sink=self.sink)
             return
         data = self._read(member, size) if size else b""
         self.batch.append(FileJob(member, full, data, mode))
@@ -228,12 +230,12 @@ class _Extractor:
             raise UnsafeMemberError(member, f"hardlink target {info.linkname!r} is not an extracted regular file")
         try:
             try:
-                os.link(source, full, follow_symlinks=False)
+                _link(source, full)
             except FileExistsError:
                 if not stat.S_ISREG(os.lstat(full).st_mode):
                     raise UnsafeMemberError(member, "a hardlink would replace something not a file") from None
                 os.unlink(full)
-                os.link(source, full, follow_symlinks=False)
+                _link(source, full)
         except OSError as exc:
             raise os_error(exc, "create hardlink", full) from exc
         self.files += 1
@@ -287,6 +289,18 @@ class _Extractor:
                 raise LimitExceededError(f"more than {_MAX_TRAILING} bytes follow the end of the tar archive")
 
 
+def _link(source: str, target: str) -> None:
+    """A hard link; a copy when the inode has as many links as the file system allows (an object of the store's
+    pool shared by many versions can reach ext4's 65,000)."""
+    try:
+        os.link(source, target, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno != errno.EMLINK:
+            raise
+        shutil.copyfile(source, target, follow_symlinks=False)
+        shutil.copymode(source, target, follow_symlinks=False)
+
+
 @contextlib.contextmanager
 def _opened(source: Readable | str | os.PathLike[str]) -> Iterator[Readable]:
     if not isinstance(source, str | os.PathLike):
@@ -304,12 +318,15 @@ def extract_into(
     source: Readable | str | os.PathLike[str],
     directory: Path,
     limits: ExtractLimits = DEFAULT_LIMITS,
+    *,
+    objects: ObjectSink | None = None,
 ) -> ExtractResult:
     """Extract the archive ``source`` (a binary stream or a path) into the existing empty ``directory``.
 
     The archive may be plain tar, gzip or zstd (detected).  ``source`` is read to its end (what follows the
     tar end-of-archive block is read too: a gzip or zstd stream is checked complete).  On error the directory
     holds a partial tree: the caller removes it (``extract_archive`` does).  The directory is set to 0755.
+    With ``objects`` (the store's object pool), regular files are hard links to contents stored once.
     """
     root = os.fspath(directory)
     try:
@@ -326,7 +343,7 @@ def extract_into(
             map_tar_errors(),
             open_tar_stream(cast(IO[bytes], stream)) as archive,
         ):
-            extractor = _Extractor(root, limits, member_data(archive))
+            extractor = _Extractor(root, limits, member_data(archive), objects)
             finished = False
             try:
                 result = extractor.run(archive, stream)

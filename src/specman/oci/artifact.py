@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from specman.archive import ExtractLimits, ExtractResult, extract_archive, extract_into, pack_to_file
+from specman.archive import ExtractLimits, ExtractResult, ObjectSink, extract_archive, extract_into, pack_to_file
 from specman.errors import ContentError, CorruptArchiveError, NotAnArchiveError, NotFoundError, UsageError
 from specman.oci.blob import Progress, download_to
 from specman.oci.manifest import (
@@ -167,12 +167,14 @@ def extract_layer_into(
     *,
     limits: ExtractLimits | None = None,
     progress: Progress | None = None,
+    objects: ObjectSink | None = None,
 ) -> ExtractResult:
     """Stream ``layer`` into the existing empty ``directory``, hashing while extracting; returns only once the
-    digest matched.  A corrupt stream whose bytes do not match their digest is reported as the mismatch."""
+    digest matched.  A corrupt stream whose bytes do not match their digest is reported as the mismatch.
+    ``objects``: the store's object pool, where file contents are kept once (``archive.extract_into``)."""
     with repo.open_blob(layer, progress=progress) as reader:
         try:
-            result = extract_into(reader, directory, limits or ExtractLimits())
+            result = extract_into(reader, directory, limits or ExtractLimits(), objects=objects)
         except CorruptArchiveError:
             reader.verify()
             raise

@@ -15,6 +15,9 @@ Names::
     specman_sync_last_success_timestamp_seconds                     end of the last reconcile without failure
     specman_sync_consecutive_failures                               failed reconciles in a row
     specman_published_generation / specman_published_tags           what is served
+    specman_store_unique_bytes / specman_store_logical_bytes         content stored once / as the versions hold it
+    specman_store_sharing_ratio                                     logical bytes per unique byte
+    specman_store_objects / specman_store_inodes                    distinct files in the pool / inodes used
     specman_http_requests_total{method="GET|HEAD|...", status="200"}   responses of the workers
 """
 
@@ -72,6 +75,16 @@ class Metrics:
         self.tags = Gauge(
             "specman_published_tags", "Tags in the served view.", multiprocess_mode="mostrecent", registry=reg
         )
+        self.storage = {
+            name: Gauge(f"specman_store_{name}", text, multiprocess_mode="mostrecent", registry=reg)
+            for name, text in (
+                ("unique_bytes", "Bytes of the distinct file contents stored (the object pool)."),
+                ("logical_bytes", "Bytes of the stored versions, each counted in full."),
+                ("sharing_ratio", "Logical bytes per unique byte."),
+                ("objects", "Distinct file contents stored (objects in the pool)."),
+                ("inodes", "Inodes used by the data directory (objects, directories, symlinks, records)."),
+            )
+        }
         self.requests = Counter(
             "specman_http_requests", "HTTP responses, by method and status.", ["method", "status"], registry=reg
         )
@@ -91,6 +104,10 @@ class Metrics:
             if result.generation is not None:
                 self.generation.set(result.generation)
                 self.tags.set(len(result.digests))
+            if result.storage is not None:
+                usage = result.storage.to_json()
+                for name, gauge in self.storage.items():
+                    gauge.set(usage[name] or 0)
         if error is not None:
             self.sync_errors.labels(kind=error.kind).inc()
         self.sync_runs.labels(result="success" if ok else "partial" if error is None else "failure").inc()

@@ -116,6 +116,7 @@ def status_context(store: StoreReader, source: str | None, sync: dict[str, Any] 
         "created": generation.created if generation is not None else None,
         "files": generation.files if generation is not None else 0,
         "tags": tags,
+        "storage": store.storage(),
         "sync": sync,
         "chart": sync_chart(history) if isinstance(history, list) else None,
     }

@@ -9,9 +9,13 @@ Layout::
 
     <data-dir>/
       lock                              flock held by the one specman writing here; holds its pid
+      objects/sha256/<hex>-<mode>       every file content once per (sha256, mode): the pool (see ``_objects``)
+      objects/usage.json                unique/logical bytes, inodes, as of the last gc (see ``_usage``)
       versions/<tag>@<alg>-<hex>/       one tag at one digest, immutable once renamed here
-        tree/                           the extracted content (served under /_specman/versions/<tag>/)
-        version.json                    tag, digest, id, files, bytes, created -- written before the rename
+        tree/                           the extracted content, hard links into objects/ (served under
+                                        /_specman/versions/<tag>/)
+        version.json                    tag, digest, id, files, bytes, dirs, symlinks, pooled, created --
+                                        written before the rename
       generations/<n>/                  one merged view, n = 1, 2, ... never reused while current exists
         tree/                           all tags layered: hard links to version files, symlinks, directories
         generation.json                 number, created, tags -> {digest, version, files, bytes},
@@ -24,7 +28,10 @@ record is written (after ``syncfs`` when ``durable``), and ``current`` moves wit
 symlink, so after ``kill -9`` at any instant ``current`` names a complete generation.  ``Store.open`` removes
 the rest: ``staging/*``, ``current.tmp-*``, generations without a record or newer than ``current``, versions
 without a valid record -- never the current generation or the versions it names.  Removal renames a tree into
-``staging/`` first, so an interrupted removal is finished by the next ``open``.
+``staging/`` first, so an interrupted removal is finished by the next ``open``.  Objects nothing links to any
+more (link count 1) are removed by ``gc``; a data dir written before the object pool is converted on ``open``
+(``_ingest.convert_legacy``: links and renames only, crash-safe, done once).  On a file system without hard
+links the pool is off and every version holds its own copies (a warning says so).
 
 Writer and readers: ``Store`` (``store.py``) is the one writer, used by the sync loop under the lock;
 ``StoreReader`` (``reader.py``) is the read side the server uses in any number of processes, without the lock.
@@ -36,8 +43,10 @@ path conflict.  See ``_order`` and ``_merge`` for the rules.
 from __future__ import annotations
 
 from specman.store._merge import Conflict
+from specman.store._objects import ObjectPool
 from specman.store._order import ordered_tags, version_key
 from specman.store._state import Generation, TagState, Version, version_id
+from specman.store._usage import StorageUsage
 from specman.store.layout import load_current
 from specman.store.reader import StoreReader
 from specman.store.store import GcResult, Store
@@ -46,6 +55,8 @@ __all__ = [
     "Conflict",
     "GcResult",
     "Generation",
+    "ObjectPool",
+    "StorageUsage",
     "Store",
     "StoreReader",
     "TagState",

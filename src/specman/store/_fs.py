@@ -14,6 +14,7 @@ import fcntl
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,10 +23,13 @@ from typing import Any, Final
 from specman.errors import StoreError
 
 __all__ = [
+    "NO_HARD_LINKS",
     "DirLock",
+    "clone_or_copy",
     "discard",
     "disk_full",
     "fsync_dir",
+    "hard_links_work",
     "mapped_os_errors",
     "read_json",
     "store_error",
@@ -34,6 +38,9 @@ __all__ = [
 ]
 
 _DISK_FULL: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
+#: what ``link`` fails with on a file system without hard links (vfat, some FUSE and network mounts)
+NO_HARD_LINKS: Final = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS})
+_FICLONE: Final = 0x40049409  # ioctl(dest, FICLONE, source): share the extents (btrfs, xfs with reflink, bcachefs)
 
 
 def disk_full(exc: BaseException) -> OSError | None:
@@ -114,6 +121,46 @@ def read_json(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def clone_or_copy(source: str, dest: str) -> None:
+    """Create ``dest`` with the content and mode of ``source``: a reflink (``FICLONE``, no data copied) where
+    the file system offers one, else a copy.  Used where a hard link is impossible (link count at its limit,
+    or a file system without hard links)."""
+    mode = stat.S_IMODE(os.lstat(source).st_mode)
+    with open(source, "rb") as src:
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+        try:
+            try:
+                fcntl.ioctl(fd, _FICLONE, src.fileno())
+            except OSError:
+                with os.fdopen(os.dup(fd), "wb") as out:
+                    shutil.copyfileobj(src, out, 1 << 20)
+            os.fchmod(fd, mode)
+        except BaseException:
+            os.close(fd)
+            os.unlink(dest)
+            raise
+        os.close(fd)
+
+
+def hard_links_work(directory: Path) -> bool:
+    """Whether ``link`` works in ``directory`` (a probe file, linked and removed)."""
+    probe = directory / f"link-probe-{os.getpid()}"
+    twin = directory / f"link-probe-{os.getpid()}.twin"
+    probe.unlink(missing_ok=True)
+    twin.unlink(missing_ok=True)
+    probe.write_bytes(b"")
+    try:
+        os.link(probe, twin)
+    except OSError as exc:
+        if exc.errno not in NO_HARD_LINKS:
+            raise
+        return False
+    finally:
+        probe.unlink(missing_ok=True)
+        twin.unlink(missing_ok=True)
+    return True
 
 
 def discard(path: Path, trash: Path) -> None:

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
+
+from specman.store._fs import NO_HARD_LINKS, clone_or_copy
 
 __all__ = ["Conflict", "MergeResult", "build_merged_tree"]
 
@@ -103,7 +104,10 @@ def _same(kind: int, old_kind: int, old: str, new: str) -> bool:
         return False
     if kind == _LINK:
         return os.readlink(old) == os.readlink(new)
-    if os.lstat(old).st_size != os.lstat(new).st_size:
+    before, after = os.lstat(old), os.lstat(new)
+    if (before.st_dev, before.st_ino) == (after.st_dev, after.st_ino):
+        return True  # one object of the pool: the same content by construction
+    if before.st_size != after.st_size:
         return False
     with open(old, "rb") as a, open(new, "rb") as b:
         while True:
@@ -118,10 +122,9 @@ def _link(source: str, target: str) -> None:
     try:
         os.link(source, target, follow_symlinks=False)
     except OSError as exc:
-        if exc.errno != errno.EMLINK:
+        if exc.errno != errno.EMLINK and exc.errno not in NO_HARD_LINKS:
             raise
-        shutil.copyfile(source, target, follow_symlinks=False)  # the inode has too many links: copy this one
-        shutil.copymode(source, target, follow_symlinks=False)
+        clone_or_copy(source, target)  # too many links to the inode, or no hard links here: a (reflink) copy
 
 
 def build_merged_tree(sources: Sequence[tuple[str, str]], target: str) -> MergeResult:

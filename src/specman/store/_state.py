@@ -24,7 +24,9 @@ __all__ = [
     "TagState",
     "Version",
     "read_generation",
+    "read_generations",
     "read_version",
+    "read_versions",
     "version_id",
 ]
 
@@ -58,6 +60,9 @@ class Version:
     files: int
     bytes: int
     created: str
+    dirs: int = 0
+    symlinks: int = 0
+    pooled: bool = False  # its files are hard links into the object pool (False: a legacy tree to convert)
 
     @property
     def tree(self) -> Path:
@@ -70,6 +75,9 @@ class Version:
             "id": self.id,
             "files": self.files,
             "bytes": self.bytes,
+            "dirs": self.dirs,
+            "symlinks": self.symlinks,
+            "pooled": self.pooled,
             "created": self.created,
         }
 
@@ -103,6 +111,7 @@ class Generation:
     dirs: int
     symlinks: int
     conflicts: tuple[Conflict, ...] = field(default=())
+    pooled: bool = False  # its files are hard links into the object pool (False: a legacy tree to convert)
 
     @property
     def tree(self) -> Path:
@@ -120,6 +129,7 @@ class Generation:
             "dirs": self.dirs,
             "symlinks": self.symlinks,
             "conflicts": [conflict.to_json() for conflict in self.conflicts],
+            "pooled": self.pooled,
         }
 
 
@@ -137,6 +147,9 @@ def read_version(path: Path) -> Version | None:
             files=int(data["files"]),
             bytes=int(data["bytes"]),
             created=str(data["created"]),
+            dirs=int(data.get("dirs", 0)),
+            symlinks=int(data.get("symlinks", 0)),
+            pooled=data.get("pooled") is True,
         )
     except (KeyError, TypeError, ValueError):
         return None
@@ -166,7 +179,19 @@ def read_generation(path: Path) -> Generation | None:
             dirs=int(data["dirs"]),
             symlinks=int(data["symlinks"]),
             conflicts=conflicts,
+            pooled=data.get("pooled") is True,
         )
     except (KeyError, TypeError, ValueError, AttributeError):
         return None
     return generation if str(generation.number) == path.name else None
+
+
+def read_versions(versions_dir: Path) -> list[Version]:
+    """Every complete version below ``versions_dir``, by name."""
+    return [v for p in sorted(versions_dir.iterdir()) if (v := read_version(p)) is not None]
+
+
+def read_generations(generations_dir: Path) -> list[Generation]:
+    """Every complete generation below ``generations_dir``, by name."""
+    found = (read_generation(p) for p in sorted(generations_dir.iterdir()) if p.name.isdigit())
+    return [g for g in found if g is not None]

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from specman.store._fs import DirLock
+from specman.store._objects import OBJECTS_DIR
 from specman.store._state import Generation, TagState, Version, read_generation, read_version, version_id
+from specman.store._usage import USAGE_RECORD, StorageUsage, read_usage, volume
 from specman.store.layout import CURRENT, LOCK, current_number
 
 __all__ = ["StoreReader"]
@@ -71,11 +73,28 @@ class StoreReader:
         """The store's part of ``/_specman/status``."""
         generation = self.current()
         if generation is None:
-            return {"generation": None, "created": None, "tags": {}, "files": 0, "conflicts": 0}
+            return {
+                "generation": None,
+                "created": None,
+                "tags": {},
+                "files": 0,
+                "conflicts": 0,
+                "storage": self.storage(),
+            }
         return {
             "generation": generation.number,
             "created": generation.created,
             "tags": generation.digests(),
             "files": generation.files,
             "conflicts": len(generation.conflicts),
+            "storage": self.storage(),
         }
+
+    def usage(self) -> StorageUsage | None:
+        """Bytes and inodes of the data dir as of the writer's last garbage collection, or None before it."""
+        return read_usage(self.data_dir / OBJECTS_DIR / USAGE_RECORD)
+
+    def storage(self) -> dict[str, Any]:
+        """Unique and logical bytes, sharing ratio, objects, inodes (``usage``) and the volume's free space."""
+        usage = self.usage()
+        return {**(usage.to_json() if usage is not None else {}), "volume": volume(self.data_dir)}

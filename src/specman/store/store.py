@@ -26,12 +26,15 @@ from specman.store._fs import (
     discard,
     disk_full,
     fsync_dir,
+    hard_links_work,
     mapped_os_errors,
     store_error,
     sync_filesystem,
     write_json,
 )
+from specman.store._ingest import convert_legacy, count_tree
 from specman.store._merge import build_merged_tree
+from specman.store._objects import OBJECTS_DIR, ObjectPool
 from specman.store._order import ordered_tags
 from specman.store._state import (
     GENERATION_RECORD,
@@ -40,9 +43,12 @@ from specman.store._state import (
     TagState,
     Version,
     read_generation,
+    read_generations,
     read_version,
+    read_versions,
     version_id,
 )
+from specman.store._usage import USAGE_RECORD, StorageUsage, compute_usage, write_usage
 from specman.store.layout import CURRENT, LOCK, current_number, load_current
 from specman.store.reader import StoreReader
 
@@ -60,6 +66,8 @@ class GcResult:
     generations: tuple[int, ...]
     versions: tuple[str, ...]
     more: bool
+    objects: int = 0
+    object_bytes: int = 0
 
 
 def _now() -> str:
@@ -89,9 +97,19 @@ class Store:
         self.versions_dir = self.data_dir / "versions"
         self.generations_dir = self.data_dir / "generations"
         self.staging_dir = self.data_dir / "staging"
+        self.objects_dir = self.data_dir / OBJECTS_DIR
         self._lock = DirLock(self.data_dir / LOCK, self.data_dir)
         self._current: Generation | None = None
         self.reader = StoreReader(self.data_dir)  # the published view, as the server reads it
+        self._pool = ObjectPool(self.objects_dir, self.staging_dir)
+        self._pooling = True  # False on a file system without hard links: every version is a copy
+        self._pool_dirty = True  # the pool may hold objects nothing links to (checked by the next gc)
+
+    @property
+    def objects(self) -> ObjectPool | None:
+        """The object pool that extraction stores file contents in (``extract_into(objects=...)``), or None
+        where the data dir's file system has no hard links (each version then holds its own copies)."""
+        return self._pool if self._pooling else None
 
     # -- opening ----------------------------------------------------------------------------------------
 
@@ -106,7 +124,19 @@ class Store:
             with mapped_os_errors(f"creating the layout of {self.data_dir}"):
                 for directory in (self.versions_dir, self.generations_dir, self.staging_dir):
                     directory.mkdir(exist_ok=True)
+                self._pool.create()
+                self._pooling = hard_links_work(self.staging_dir)
+            if not self._pooling:
+                log.warning(
+                    "the file system of %s has no hard links: every version is stored as a full copy"
+                    " (disk use grows with the number of versions)",
+                    self.data_dir,
+                )
             self.recover()
+            if self._pooling and convert_legacy(
+                self._pool, read_versions(self.versions_dir), read_generations(self.generations_dir), self.durable
+            ):
+                self._current = None
         except BaseException:
             self._lock.release()
             raise
@@ -201,6 +231,10 @@ class Store:
         """The store's part of ``/_specman/status`` (``StoreReader.status``)."""
         return self.reader.status()
 
+    def storage_status(self) -> dict[str, Any]:
+        """Unique and logical bytes, sharing ratio, inodes and the volume's free space (``StoreReader.storage``)."""
+        return self.reader.storage()
+
     # -- writing ----------------------------------------------------------------------------------------
 
     def add_version(self, tag: str, digest: str, fill: Callable[[Path], object]) -> Version:
@@ -222,9 +256,21 @@ class Store:
         try:
             tree = staging / "tree"
             tree.mkdir()
+            self._pool_dirty = True  # from here on, objects may be linked for a version that never completes
             fill(tree)
-            files, size = _count(tree)
-            version = Version(tag, digest, vid, self.versions_dir / vid, files, size, _now())
+            count = count_tree(tree, self.objects)
+            version = Version(
+                tag,
+                digest,
+                vid,
+                self.versions_dir / vid,
+                count.files,
+                count.bytes,
+                _now(),
+                dirs=count.dirs,
+                symlinks=count.symlinks,
+                pooled=self._pooling,
+            )
             if self.durable:
                 sync_filesystem(staging)
             write_json(staging / VERSION_RECORD, version.to_json(), durable=self.durable)
@@ -235,7 +281,7 @@ class Store:
         except BaseException as exc:
             shutil.rmtree(staging, ignore_errors=True)
             _reraise(exc, action)
-        log.debug("stored version %s (%s): %d files, %d bytes", tag, digest, files, size)
+        log.debug("stored version %s (%s): %d files, %d bytes", tag, digest, version.files, version.bytes)
         return version
 
     def publish(self, tags: Mapping[str, str]) -> Generation:
@@ -249,12 +295,7 @@ class Store:
         published = self.current()
         if published is not None and published.digests() == dict(tags):
             return published
-        versions: dict[str, Version] = {}
-        for tag in ordered_tags(tags):
-            version = self.version(tag, tags[tag])
-            if version is None:
-                raise StoreError(f"cannot publish tag {tag}: version {tags[tag]} is not in the store")
-            versions[tag] = version
+        versions = {tag: self._stored(tag, tags[tag]) for tag in ordered_tags(tags)}
         number = 1 + max([int(p.name) for p in self.generations_dir.iterdir() if p.name.isdigit()] or [0])
         final = self.generations_dir / str(number)
         action = f"publishing generation {number}"
@@ -274,6 +315,7 @@ class Store:
                 dirs=merged.dirs,
                 symlinks=merged.symlinks,
                 conflicts=merged.conflicts,
+                pooled=self._pooling and all(v.pooled for v in versions.values()),
             )
             if self.durable:
                 sync_filesystem(staging)
@@ -299,6 +341,12 @@ class Store:
             time.monotonic() - started,
         )
         return generation
+
+    def _stored(self, tag: str, digest: str) -> Version:
+        version = self.version(tag, digest)
+        if version is None:
+            raise StoreError(f"cannot publish tag {tag}: version {digest} is not in the store")
+        return version
 
     def _swap_current(self, number: int) -> None:
         """Point ``current`` at ``generations/<number>`` in one ``rename`` (a new symlink replaces the old)."""
@@ -347,22 +395,25 @@ class Store:
         more = len(doomed) > limit or len(unreferenced) > max(budget, 0)
         if removed_generations or removed_versions:
             log.info("gc removed generations %s and versions %s", removed_generations or "[]", removed_versions or "[]")
-        return GcResult(tuple(removed_generations), tuple(removed_versions), more)
+        objects = object_bytes = 0
+        if self._pool_dirty or removed_generations or removed_versions or self.usage() is None:
+            objects, object_bytes = self._collect_objects()
+        return GcResult(tuple(removed_generations), tuple(removed_versions), more, objects, object_bytes)
 
+    def _collect_objects(self) -> tuple[int, int]:
+        """Remove the pool's unreferenced objects and record the usage; (objects removed, their bytes)."""
+        with mapped_os_errors(f"collecting unreferenced objects in {self.objects_dir}"):
+            scan = self._pool.collect() if self._pooling else None
+            versions, generations = read_versions(self.versions_dir), read_generations(self.generations_dir)
+            write_usage(self.objects_dir / USAGE_RECORD, compute_usage(scan, versions, generations, _now()))
+        self._pool_dirty = False
+        if scan is not None and scan.removed:
+            log.info("gc removed %d unreferenced objects (%d bytes)", scan.removed, scan.removed_bytes)
+        return (scan.removed, scan.removed_bytes) if scan is not None else (0, 0)
 
-def _count(tree: Path) -> tuple[int, int]:
-    """Regular files and their bytes below ``tree`` (one ``lstat`` per file, once per version)."""
-    files = size = 0
-    pending = [str(tree)]
-    while pending:
-        with os.scandir(pending.pop()) as entries:
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
-                    pending.append(entry.path)
-                elif entry.is_file(follow_symlinks=False):
-                    files += 1
-                    size += entry.stat(follow_symlinks=False).st_size
-    return files, size
+    def usage(self) -> StorageUsage | None:
+        """Bytes and inodes as of the last garbage collection (``StoreReader.usage``), or None before the first."""
+        return self.reader.usage()
 
 
 def _log_conflicts(generation: Generation) -> None:

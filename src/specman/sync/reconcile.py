@@ -31,7 +31,7 @@ from specman.errors import (
 )
 from specman.oci import Repository, extract_layer_into, reject_container_image, resolve_image_manifest
 from specman.oci.blob import Progress
-from specman.store import Generation, Store, Version
+from specman.store import Generation, StorageUsage, Store, Version
 from specman.sync.config import SyncConfig
 
 __all__ = ["STEPS", "StartProgress", "SyncResult", "SyncState", "reconcile_once"]
@@ -61,6 +61,7 @@ class SyncResult:
     digests: dict[str, str]
     bytes_downloaded: int
     failure_kinds: dict[str, str] = field(default_factory=dict)  # tag -> exception class, as metrics count them
+    storage: StorageUsage | None = None  # bytes and inodes of the data dir after this reconcile
 
     @property
     def ok(self) -> bool:
@@ -237,7 +238,9 @@ def _fetch_one(state: SyncState, tag: str, digest: str) -> tuple[Version, int]:
     def fill(tree: Path) -> None:
         log.info(f"listing dir {tree.parent}")  # the documentation's lines: the staging dir, then the layer file
         log.info(f"filename: {layer.title or layer.digest}, isDir: false")
-        extract_layer_into(state.source, layer, tree, limits=state.config.limits, progress=progress)
+        extract_layer_into(
+            state.source, layer, tree, limits=state.config.limits, progress=progress, objects=state.store.objects
+        )
         log.info(f"Persisting {tag}")
 
     version = state.store.add_version(tag, digest, fill)
@@ -294,6 +297,7 @@ def reconcile_once(
         digests=generation.digests() if generation else {},
         bytes_downloaded=state.bytes_downloaded,
         failure_kinds=dict(state.failure_kinds),
+        storage=store.usage(),
     )
     _log_summary(result, error)
     if error is not None:
