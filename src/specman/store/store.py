@@ -36,6 +36,7 @@ from specman.store._ingest import convert_legacy, count_tree
 from specman.store._merge import build_merged_tree
 from specman.store._objects import OBJECTS_DIR, ObjectPool
 from specman.store._order import ordered_tags
+from specman.store._recover import recover
 from specman.store._state import (
     GENERATION_RECORD,
     VERSION_RECORD,
@@ -159,50 +160,9 @@ class Store:
 
     def recover(self) -> list[Path]:
         """Remove what interrupted work left behind and return it; the generation ``current`` points to, and
-        the versions it names, are never touched."""
+        the versions it names, are never touched (``_recover.recover``)."""
         self._require_open()
-        removed: list[Path] = []
-
-        def remove(path: Path, why: str) -> None:
-            log.warning("removing %s: %s", path, why)
-            if path.is_symlink() or not path.is_dir():
-                path.unlink(missing_ok=True)
-            else:
-                discard(path, self.staging_dir)
-            removed.append(path)
-
-        with mapped_os_errors(f"recovering {self.data_dir}"):
-            for leftover in sorted(self.staging_dir.iterdir()):
-                log.warning("removing %s: interrupted work", leftover)
-                if leftover.is_dir() and not leftover.is_symlink():
-                    shutil.rmtree(leftover, ignore_errors=True)
-                else:
-                    leftover.unlink(missing_ok=True)
-                removed.append(leftover)
-            for link in sorted(self.data_dir.glob(f"{CURRENT}.tmp-*")):
-                remove(link, "unfinished swap of current")
-            number = current_number(self.data_dir)
-            current = None if number is None else read_generation(self.generations_dir / str(number))
-            if (self.data_dir / CURRENT).is_symlink() and current is None:
-                log.error("%s/current does not point to a complete generation; nothing is published", self.data_dir)
-            for path in sorted(self.generations_dir.iterdir()):
-                if not path.name.isdigit():
-                    log.warning("leaving unknown entry %s alone", path)
-                elif current is not None and int(path.name) == current.number:
-                    continue
-                elif not (path / GENERATION_RECORD).is_file():
-                    remove(path, "generation without generation.json")
-                elif current is None or int(path.name) > current.number:
-                    remove(path, "generation built but never published")
-            needed = {state.version for state in current.tags.values()} if current else set()
-            for path in sorted(self.versions_dir.iterdir()):
-                if read_version(path) is not None:
-                    continue
-                if path.name in needed:
-                    log.error("version %s has no valid version.json but the current generation uses it", path)
-                else:
-                    remove(path, "version without a valid version.json")
-        self._current = current
+        removed, self._current = recover(self.data_dir, self.staging_dir)
         return removed
 
     # -- reading ----------------------------------------------------------------------------------------
