@@ -377,6 +377,7 @@ _WORKER = textwrap.dedent(
             store.add_version(tag, digest, fill_for(tag, k))
             tags = {tag: digest} if previous is None else {previous[0]: previous[1], tag: digest}
             store.publish(tags)
+            print("published", flush=True)
             store.gc(keep=2)
             previous = (tag, digest)
     """
@@ -427,13 +428,15 @@ def test_kill_9_at_random_instants(tmp_path: Path) -> None:
         store.publish({"1.0.0": digest_of("1.0.0")})
     chance = random.Random(4)
     seen: set[int] = set()
-    for _ in range(10):
+    for round_ in range(10):
         worker = subprocess.Popen(
             [sys.executable, "-c", _WORKER, str(data)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
         try:
             assert worker.stdout is not None
             assert worker.stdout.readline() == b"ready\n", worker.stderr.read() if worker.stderr else b""
+            if round_ % 2:  # every other round kills after a publish, so that generations advance on a slow machine
+                assert worker.stdout.readline() == b"published\n", worker.stderr.read() if worker.stderr else b""
             time.sleep(chance.uniform(0.05, 1.5))
             assert worker.poll() is None, worker.stderr.read() if worker.stderr else b""
         finally:
