@@ -23,6 +23,7 @@ the boundary where they enter (see ``specman.oci.http.map_transport_errors``), s
     ├── StoreError              the data directory: in use by another specman, disk full, damaged state
     ├── ConsoleError            the console's system API refused a request or answered nonsense (carries status)
     ├── MigrationError          ``migrate`` stopped: a preflight check, the parity proof or the jobs did not hold
+    ├── SignatureError          a signature is missing, malformed, or does not verify with a trusted key
     └── SyncError               a reconcile could not run (carries reason and whether a retry can fix it)
 
 The CLI maps ``UsageError`` to exit 2 and every other ``SpecmanError`` to exit 1.
@@ -45,6 +46,7 @@ __all__ = [
     "ProtocolError",
     "RateLimitedError",
     "RegistryError",
+    "SignatureError",
     "SpecmanError",
     "StoreError",
     "SyncError",
@@ -147,6 +149,17 @@ class ConsoleError(SpecmanError):
 
 class MigrationError(SpecmanError):
     """``specman migrate`` stopped; the message says at which step and what was left (or put back) as it was."""
+
+
+class SignatureError(SpecmanError):
+    """A version's signature is missing, malformed or does not verify with a trusted key (or a key cannot be used).
+
+    ``reason`` is a short CamelCase cause for status and metrics (``Unsigned``, ``BadSignature``...).
+    """
+
+    def __init__(self, message: str, *, reason: str = "BadSignature") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class StoreError(SpecmanError):
