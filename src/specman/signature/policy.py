@@ -1,0 +1,200 @@
+"""The verification policy and the verifier that applies it, with results cached by manifest digest.
+
+``VerifyPolicy`` is what ``--verify off|audit|required``, ``--verify-key FILE`` (repeatable) and ``--verify-tags GLOB``
+(repeatable) say, or the same fields of the console's "Contains Spectro Manifests" registry:
+
+* ``off`` (default): nothing is verified, as before;
+* ``audit``: every version the policy covers is verified and the result reported (status, metrics, log), and it is
+  published whatever the result;
+* ``required``: a version is published only if a signature by one of the trusted keys verifies (any key passes:
+  key rotation); otherwise the tag keeps the digest published before, if that one verified.
+
+``tags`` (globs, ``fnmatch`` as ``--tags``) scopes the policy: tags outside it are published unverified.
+
+``Verifier.verify`` looks for every form it knows, in order: cosign's legacy ``sha256-<hex>.sig`` tag (only when the
+tag list holds it), Sigstore bundle referrers (referrers API, else the fallback tag, again only when listed), and
+notation signatures when a notation trust policy is configured.  The first signature that verifies wins.  Results
+are kept per manifest digest: a success for as long as the verifier lives (a version's bytes never change), a
+failure until the signature tags listed for that digest change or ``failure_ttl`` passes (a signature pushed later
+is seen at the next sync); a registry error is never kept.  So a sync of unchanged tags asks the registry nothing
+more than it did without verification.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import threading
+import time
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Final
+
+from specman.errors import NotFoundError, SignatureError, SpecmanError, UsageError
+from specman.oci import Repository
+from specman.signature.bundle import verify_bundle_manifest
+from specman.signature.cosign import verify_legacy
+from specman.signature.discovery import fallback_tag, signature_tag
+from specman.signature.keys import PublicKey
+from specman.signature.remote import ReferrersSupport, list_referrers
+from specman.signature.result import Verification, Verified
+
+__all__ = ["ExtraVerifier", "Mode", "Verifier", "VerifyPolicy"]
+
+log = logging.getLogger("specman.signature")
+
+#: At most this many referrers of one form are tried per version (a flood of referrers is not a reason to hang).
+MAX_REFERRERS: Final = 16
+#: (repository, digest, referrer descriptors, listed tags) -> a Verified, or None when this form is not present.
+ExtraVerifier = Callable[[Repository, str, Collection[str] | None], Verified | None]
+
+
+class Mode(StrEnum):
+    OFF = "off"
+    AUDIT = "audit"
+    REQUIRED = "required"
+
+
+@dataclass(frozen=True)
+class VerifyPolicy:
+    """What to verify and with which keys (see the module docstring)."""
+
+    mode: Mode = Mode.OFF
+    keys: tuple[PublicKey, ...] = ()
+    tags: tuple[str, ...] = ()
+    extra: tuple[tuple[str, ExtraVerifier], ...] = ()  # other formats (notation): (name, verifier)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mode", Mode(self.mode))
+        if self.mode is not Mode.OFF and not self.keys and not self.extra:
+            raise UsageError(f"--verify {self.mode} needs at least one --verify-key (a PEM public key)")
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode is not Mode.OFF
+
+    def applies(self, tag: str) -> bool:
+        """Does the policy cover ``tag``?"""
+        return self.enabled and (not self.tags or any(fnmatch.fnmatchcase(tag, glob) for glob in self.tags))
+
+    def describe(self) -> dict[str, object]:
+        """The policy as status shows it (key fingerprints, never key material)."""
+        return {
+            "mode": str(self.mode),
+            "tags": list(self.tags) or ["*"],
+            "keys": [{"name": k.name, "fingerprint": k.fingerprint, "algorithm": k.algorithm} for k in self.keys],
+            "formats": ["cosign", "sigstore-bundle", *(name for name, _ in self.extra)],
+        }
+
+
+@dataclass
+class _Entry:
+    verification: Verification
+    evidence: tuple[str, ...]
+    expires: float | None
+
+
+@dataclass
+class Verifier:
+    """Verifies manifest digests under ``policy``; thread-safe; one per policy (results are cached)."""
+
+    policy: VerifyPolicy
+    failure_ttl: float = 300.0
+    support: ReferrersSupport = field(default_factory=ReferrersSupport)
+    _cache: dict[str, _Entry] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def cached(self, digest: str, listed: Collection[str] | None) -> Verification | None:
+        """The kept result for ``digest``, if it still holds."""
+        with self._lock:
+            entry = self._cache.get(digest)
+        if entry is None:
+            return None
+        if entry.verification.ok:
+            return entry.verification
+        if entry.expires is not None and time.monotonic() > entry.expires:
+            return None
+        return entry.verification if entry.evidence == _evidence(digest, listed) else None
+
+    def verify(
+        self, repo: Repository, digest: str, *, listed: Collection[str] | None = None, manifest: bytes | None = None
+    ) -> tuple[Verification, bool]:
+        """The verification of ``digest`` and whether it came from the cache.  Never raises for bad signatures."""
+        kept = self.cached(digest, listed)
+        if kept is not None:
+            return kept, True
+        outcome = self._verify(repo, digest, listed, manifest)
+        if outcome.result != "error":
+            expires = None if outcome.ok else time.monotonic() + self.failure_ttl
+            with self._lock:
+                self._cache[digest] = _Entry(outcome, _evidence(digest, listed), expires)
+        return outcome, False
+
+    def _verify(
+        self, repo: Repository, digest: str, listed: Collection[str] | None, manifest: bytes | None
+    ) -> Verification:
+        failures: list[SignatureError] = []
+        forms: list[Callable[[], Verified | None]] = [
+            lambda: self._legacy(repo, digest, listed),
+            lambda: self._bundles(repo, digest, listed, manifest),
+            *(lambda v=verifier: v(repo, digest, listed) for _, verifier in self.policy.extra),
+        ]
+        try:
+            for form in forms:
+                try:
+                    verified = form()
+                except SignatureError as exc:
+                    failures.append(exc)
+                    continue
+                if verified is not None:
+                    return Verification.success(digest, verified)
+        except SpecmanError as exc:
+            return Verification.failure(digest, "error", "VerificationError", f"cannot check signatures: {exc}")
+        if not failures:
+            where = f"{signature_tag(digest)}, Sigstore bundle referrers"
+            return Verification.failure(digest, "unsigned", "Unsigned", f"no signature found (looked for {where})")
+        first = failures[0]
+        return Verification.failure(digest, "invalid", first.reason, str(first))
+
+    def _legacy(self, repo: Repository, digest: str, listed: Collection[str] | None) -> Verified | None:
+        tag = signature_tag(digest)
+        if not self.policy.keys or (listed is not None and tag not in listed):
+            return None
+        try:
+            sig_manifest = repo.fetch_manifest(tag)
+        except NotFoundError:
+            return None
+        return verify_legacy(repo, digest, self.policy.keys, sig_manifest)
+
+    def _bundles(
+        self, repo: Repository, digest: str, listed: Collection[str] | None, manifest: bytes | None
+    ) -> Verified | None:
+        if not self.policy.keys:
+            return None
+        found = [
+            d
+            for d in list_referrers(repo, digest, self.support, listed=listed)
+            if (d.artifact_type or "").startswith("application/vnd.dev.sigstore.bundle")
+        ]
+        first: SignatureError | None = None
+        for desc in found[:MAX_REFERRERS]:
+            try:
+                referrer = repo.fetch_manifest(desc.digest)
+                return verify_bundle_manifest(repo, referrer, digest, self.policy.keys, manifest)
+            except SignatureError as exc:
+                first = first or exc
+        if first is not None:
+            raise first
+        return None
+
+
+def _evidence(digest: str, listed: Collection[str] | None) -> tuple[str, ...]:
+    """The listed tags that could hold signatures of ``digest``: when they change, a kept failure is stale."""
+    if listed is None:
+        return ()
+    return tuple(t for t in (signature_tag(digest), fallback_tag(digest)) if t in listed)
+
+
+def trusted_keys_line(keys: Sequence[PublicKey]) -> str:
+    return ", ".join(f"{k.name} ({k.algorithm}, {k.fingerprint[:19]}…)" for k in keys)
