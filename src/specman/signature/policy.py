@@ -15,9 +15,10 @@
 tag list holds it), Sigstore bundle referrers (referrers API, else the fallback tag, again only when listed), and
 notation signatures when a notation trust policy is configured.  The first signature that verifies wins.  Results
 are kept per manifest digest: a success for as long as the verifier lives (a version's bytes never change), a
-failure until the signature tags listed for that digest change or ``failure_ttl`` passes (a signature pushed later
-is seen at the next sync); a registry error is never kept.  So a sync of unchanged tags asks the registry nothing
-more than it did without verification.
+failure until the signature tags of that digest change — a tag appears or disappears in the listing, or its
+manifest digest changes (one ``HEAD`` per such tag: a signature appended to an existing ``.sig`` is seen at the
+next sync) — or ``failure_ttl`` passes (referrers found through the API); a registry error is never kept.  So a
+sync of unchanged signed tags asks the registry nothing more than it did without verification.
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ class Verifier:
     _cache: dict[str, _Entry] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def cached(self, digest: str, listed: Collection[str] | None) -> Verification | None:
+    def cached(self, repo: Repository, digest: str, listed: Collection[str] | None) -> Verification | None:
         """The kept result for ``digest``, if it still holds."""
         with self._lock:
             entry = self._cache.get(digest)
@@ -115,20 +116,27 @@ class Verifier:
             return entry.verification
         if entry.expires is not None and time.monotonic() > entry.expires:
             return None
-        return entry.verification if entry.evidence == _evidence(digest, listed) else None
+        try:
+            return entry.verification if entry.evidence == _evidence(repo, digest, listed) else None
+        except SpecmanError:
+            return None
 
     def verify(
         self, repo: Repository, digest: str, *, listed: Collection[str] | None = None, manifest: bytes | None = None
     ) -> tuple[Verification, bool]:
         """The verification of ``digest`` and whether it came from the cache.  Never raises for bad signatures."""
-        kept = self.cached(digest, listed)
+        kept = self.cached(repo, digest, listed)
         if kept is not None:
             return kept, True
         outcome = self._verify(repo, digest, listed, manifest)
         if outcome.result != "error":
+            try:
+                evidence = () if outcome.ok else _evidence(repo, digest, listed)
+            except SpecmanError:
+                return outcome, False
             expires = None if outcome.ok else time.monotonic() + self.failure_ttl
             with self._lock:
-                self._cache[digest] = _Entry(outcome, _evidence(digest, listed), expires)
+                self._cache[digest] = _Entry(outcome, evidence, expires)
         return outcome, False
 
     def _verify(
@@ -189,11 +197,17 @@ class Verifier:
         return None
 
 
-def _evidence(digest: str, listed: Collection[str] | None) -> tuple[str, ...]:
-    """The listed tags that could hold signatures of ``digest``: when they change, a kept failure is stale."""
-    if listed is None:
-        return ()
-    return tuple(t for t in (signature_tag(digest), fallback_tag(digest)) if t in listed)
+def _evidence(repo: Repository, digest: str, listed: Collection[str] | None) -> tuple[str, ...]:
+    """The tags that could hold signatures of ``digest`` and their digests: when they change, a failure is stale."""
+    found: list[str] = []
+    for tag in (signature_tag(digest), fallback_tag(digest)):
+        if listed is not None and tag not in listed:
+            continue
+        try:
+            found.append(f"{tag}@{repo.resolve(tag).digest}")
+        except NotFoundError:
+            continue
+    return tuple(found)
 
 
 def trusted_keys_line(keys: Sequence[PublicKey]) -> str:
