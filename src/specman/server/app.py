@@ -231,7 +231,10 @@ def create_app(data_dir: Path, *, basic_auth: tuple[str, str] | None = None, run
     async def status(request: Request) -> Response:
         body = await anyio.to_thread.run_sync(current.store.status)
         head: dict[str, Any] = {"source": config.source if config else None, "data_dir": str(data_dir)}
-        body = {**head, **body, "sync": sync_state()}
+        sync = sync_state()
+        signatures = sync.get("signatures") if sync else None
+        body = {**head, **body, "signatures": signatures or {}, "verify": sync.get("verify_policy") if sync else None}
+        body["sync"] = sync
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
     async def status_page(request: Request) -> Response:

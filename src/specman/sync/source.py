@@ -17,6 +17,7 @@ from dataclasses import replace
 from specman.console.client import ConsoleClient, SpectroSource
 from specman.errors import ConsoleError, SpecmanError, SyncError, TransportError
 from specman.oci import RegistryOptions, Repository, open_repository, parse_reference
+from specman.signature.policy import Verifier
 
 __all__ = ["ConsoleSource"]
 
@@ -34,6 +35,7 @@ class ConsoleSource:
         self._source: SpectroSource | None = None
         self._repository: Repository | None = None
         self._unreachable = False
+        self._verifier: Verifier | None = None
 
     def __call__(self) -> Repository:
         try:
@@ -65,6 +67,12 @@ class ConsoleSource:
             "Source from the console", extra={"fields": {"repository": source.reference, "username": source.username}}
         )
         return self._repository
+
+    def verifier(self, default: Verifier | None) -> Verifier | None:
+        """The verifier of the next reconcile: the console's policy when its registry carries one, else ``default``
+        (the ``--verify`` options).  It is built again only when the console's policy changes."""
+        with self._lock:
+            return self._verifier if self._verifier is not None else default
 
     def _open(self, source: SpectroSource) -> Repository:
         options = replace(
