@@ -47,9 +47,11 @@ __all__ = ["main"]
 # the commands with their own modules, imported only when they run (or when --help lists them)
 _LAZY_COMMANDS: dict[str, str] = {
     "console": "specman.console_command:console",
+    "keygen": "specman.signature_command:keygen",
     "migrate": "specman.migrate_command:migrate",
     "quickstart": "specman.quickstart:quickstart",
     "serve": "specman.serve_command:serve",
+    "sign": "specman.signature_command:sign",
     "sync": "specman.sync_command:sync",
 }
 

@@ -75,6 +75,9 @@ class SyncStatus:
     consecutive_failures: int = 0
     runs: int = 0
     failed_tags: dict[str, str] = field(default_factory=dict)
+    # tag -> {"verification": Verification.to_json() or None, "attached": [{"tag", "kind", "digest"?}, ...]}
+    signatures: dict[str, dict[str, Any]] = field(default_factory=dict)
+    verify_policy: dict[str, Any] | None = None  # VerifyPolicy.describe() when verification is on
     # the last HISTORY_MAX reconciles, oldest first: {"finished", "duration", "ok", "downloaded", "served"}
     history: list[dict[str, Any]] = field(default_factory=list)
 
@@ -103,6 +106,7 @@ class SyncStatus:
             self.last_started, self.last_finished = _iso(result.started), _iso(result.finished)
             self.last_duration = round(result.duration, 3)
             self.failed_tags = dict(result.failed)
+            self.signatures, self.verify_policy = signature_status(result), result.policy
         else:  # failed before a reconcile could start (the console did not name a source)
             self.last_started = self.last_finished = _iso(now)
             self.last_duration = 0.0
@@ -118,6 +122,17 @@ class SyncStatus:
         elif result is not None:
             self.last_error = "; ".join(f"{tag}: {message}" for tag, message in sorted(result.failed.items()))
             self.last_error_reason = "TagsFailed"
+
+
+def signature_status(result: SyncResult) -> dict[str, dict[str, Any]]:
+    """Per tag (selected or published): its verification and what is attached to the digests it names."""
+    out: dict[str, dict[str, Any]] = {}
+    named = {**result.digests, **{t: v["digest"] for t, v in result.verifications.items()}}
+    for tag in sorted(set(result.digests) | set(result.verifications)):
+        digests = {result.digests.get(tag), named.get(tag)} - {None}
+        attached = [dict(a, subject=d) for d in sorted(x for x in digests if x) for a in result.attached.get(d, [])]
+        out[tag] = {"verification": result.verifications.get(tag), "attached": attached}
+    return out
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any, Final, TypeVar
@@ -25,6 +25,8 @@ from specman.console.client import ConsoleClient
 from specman.errors import SpecmanError, UsageError
 from specman.oci import Repository
 from specman.oci.http import TLSOptions, stop_retrying
+from specman.signature.policy import Verifier, VerifyPolicy
+from specman.signature_command import verify_options, verify_policy_from
 from specman.store import Store
 from specman.sync import SyncResult, TagFilter, reconcile_once, run_loop
 from specman.sync.configdir import ConfigDir
@@ -149,6 +151,7 @@ _SYNC_OPTIONS: Final[list[Callable[[Any], Any]]] = [
     ),
     registry_options,
     with_extract_limits,
+    verify_options,
 ]
 
 
@@ -161,8 +164,11 @@ class SyncSettings:
     keep_deleted: bool
     parallel: int
     interval: float | Callable[[], float]  # a function when a config dir may change it
+    policy: VerifyPolicy = field(default_factory=VerifyPolicy)
 
     def reconciler(self, source: Source, store: Store) -> Callable[[], SyncResult]:
+        verifier = Verifier(self.policy) if self.policy.enabled else None  # one for every run: results are kept
+
         def reconcile() -> SyncResult:
             return reconcile_once(
                 source() if isinstance(source, ConsoleSource | ConfigDir) else source,
@@ -171,6 +177,7 @@ class SyncSettings:
                 limits=self.limits,
                 keep_deleted=self.keep_deleted,
                 parallel=self.parallel,
+                verifier=source.verifier(verifier) if isinstance(source, ConsoleSource) else verifier,
             )
 
         return reconcile
@@ -197,7 +204,10 @@ def sync_settings(
     console_url, token_file, console_ca = kw.pop("console_url"), kw.pop("console_token_file"), kw.pop("console_ca_file")
     config_dir: Path | None = kw.pop("config_dir")
     options = registry_options_from(kw, files_may_appear=long_running)
-    settings = SyncSettings(TagFilter(tag_globs, semver), limits(max_size, max_files), keep_deleted, parallel, interval)
+    policy = verify_policy_from(kw)
+    settings = SyncSettings(
+        TagFilter(tag_globs, semver), limits(max_size, max_files), keep_deleted, parallel, interval, policy
+    )
     if config_dir is not None:
         if console_url is not None:
             raise UsageError("--config-dir and --console both name the source: give one")

@@ -1,0 +1,208 @@
+"""``specman sign`` and ``specman keygen``, and the ``--verify`` options that ``sync``, ``serve`` and ``pull`` share.
+
+A signing key's passphrase comes from ``--key-password-file F``, else ``SPECMAN_SIGN_PASSWORD``, else a prompt on
+the terminal — never from the command line.  An empty passphrase means an unencrypted key (as cosign's
+``COSIGN_PASSWORD=""``).  The work itself is in ``specman.signature``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import click
+
+from specman.cli_options import registry_options, registry_options_from
+from specman.errors import UsageError
+from specman.oci import open_target
+from specman.signature.keys import PrivateKey, generate_key, load_private_key, load_public_keys
+from specman.signature.policy import Mode, VerifyPolicy
+from specman.signature.signing import sign_reference
+from specman.ui import UI
+
+__all__ = [
+    "PASSWORD_ENV",
+    "keygen",
+    "passphrase_reader",
+    "read_signing_key",
+    "sign",
+    "sign_key_options",
+    "verify_options",
+    "verify_policy_from",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+PASSWORD_ENV: Final = "SPECMAN_SIGN_PASSWORD"  # noqa: S105 (a variable name, not a secret)
+
+_VERIFY_OPTIONS: Final[list[Callable[[Any], Any]]] = [
+    click.option(
+        "--verify",
+        "verify_mode",
+        type=click.Choice([m.value for m in Mode]),
+        default="off",
+        show_default=True,
+        envvar="SPECMAN_VERIFY",
+        help="Check signatures before publishing: audit reports, required refuses unsigned or badly signed versions.",
+    ),
+    click.option(
+        "--verify-key",
+        "verify_keys",
+        multiple=True,
+        envvar="SPECMAN_VERIFY_KEY",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="A trusted PEM public key (ECDSA, Ed25519, RSA); repeatable, any one key passes.",
+    ),
+    click.option(
+        "--verify-tags",
+        "verify_tags",
+        multiple=True,
+        envvar="SPECMAN_VERIFY_TAGS",
+        metavar="GLOB",
+        help="Verify only the tags matching this glob (repeatable; default every tag).",
+    ),
+]
+
+
+def verify_options(func: F) -> F:
+    for option in reversed(_VERIFY_OPTIONS):
+        func = option(func)
+    return func
+
+
+def verify_policy_from(kw: dict[str, Any]) -> VerifyPolicy:
+    """Pop the ``--verify*`` options from ``kw`` as a policy (keys loaded now: a bad key file is a usage error)."""
+    mode, keys, tags = Mode(kw.pop("verify_mode")), tuple(kw.pop("verify_keys")), tuple(kw.pop("verify_tags"))
+    if mode is Mode.OFF and (keys or tags):
+        raise UsageError("--verify-key/--verify-tags need --verify audit or --verify required")
+    return VerifyPolicy(mode, load_public_keys(keys), tags)
+
+
+def passphrase_reader(password_file: Path | None, *, confirm: bool = False) -> Callable[[], bytes]:
+    """A function returning the key passphrase: the file, ``SPECMAN_SIGN_PASSWORD``, or a terminal prompt."""
+
+    def read() -> bytes:
+        if password_file is not None:
+            try:
+                return password_file.read_bytes().rstrip(b"\r\n")
+            except OSError as exc:
+                raise UsageError(f"cannot read --key-password-file {password_file}: {exc.strerror}") from None
+        if PASSWORD_ENV in os.environ:
+            return os.environ[PASSWORD_ENV].encode()
+        if not sys.stdin.isatty():
+            raise UsageError(f"the key passphrase: give --key-password-file or set {PASSWORD_ENV} (no terminal)")
+        text: str = click.prompt("Key passphrase", hide_input=True, confirmation_prompt=confirm, default="")
+        return text.encode()
+
+    return read
+
+
+def read_signing_key(path: Path, password_file: Path | None) -> PrivateKey:
+    return load_private_key(path, passphrase_reader(password_file))
+
+
+_PASSWORD_FILE_OPTION = click.option(
+    "--key-password-file",
+    envvar="SPECMAN_KEY_PASSWORD_FILE",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help=f"The key's passphrase (first line); else {PASSWORD_ENV}, else a prompt.",
+)
+
+
+def sign_key_options(func: F) -> F:
+    """``--sign-key`` and ``--key-password-file`` for commands that sign what they push."""
+    func = _PASSWORD_FILE_OPTION(func)
+    return click.option(
+        "--sign-key",
+        envvar="SPECMAN_SIGN_KEY",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="Sign what is pushed with this PEM private key (cosign's .sig tag form).",
+    )(func)
+
+
+def _annotations(values: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for value in values:
+        key, sep, text = value.partition("=")
+        if not sep or not key:
+            raise UsageError(f"-a {value!r}: expected KEY=VALUE")
+        out[key] = text
+    return out
+
+
+@click.command()
+@click.argument("ref")
+@click.option(
+    "--key",
+    "key_file",
+    required=True,
+    envvar="SPECMAN_SIGN_KEY",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="PEM private key (openssl EC/RSA/Ed25519, PKCS#8, encrypted or not).",
+)
+@_PASSWORD_FILE_OPTION
+@click.option("--bundle", is_flag=True, help="Write a Sigstore bundle as an OCI 1.1 referrer instead of the .sig tag.")
+@click.option("-a", "--annotation", "annotations", multiple=True, metavar="KEY=VALUE", help="Signed annotation.")
+@registry_options
+@click.pass_obj
+def sign(
+    ui: UI,
+    /,
+    ref: str,
+    key_file: Path,
+    key_password_file: Path | None,
+    bundle: bool,
+    annotations: tuple[str, ...],
+    **kw: Any,
+) -> None:
+    """Sign REF (HOST[:PORT]/NAME:TAG or @DIGEST) as cosign does; prints the signed digest."""
+    notes = _annotations(annotations)
+    if bundle and notes:
+        raise UsageError("-a annotations are written in the .sig form only (not with --bundle)")
+    key = read_signing_key(key_file, key_password_file)
+    target = open_target(ref, registry_options_from(kw))
+    try:
+        result = sign_reference(target.repository, target.ref, key, bundle=bundle, annotations=notes)
+    finally:
+        target.repository.close()
+    ui.status(f"Signed {target.repository.display}@{result.digest} ({result.format}: {result.location})")
+    ui.result(result.digest)
+
+
+@click.command()
+@click.option(
+    "--output-prefix",
+    default="specman",
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Writes PREFIX.key (private, PKCS#8 PEM, mode 0600) and PREFIX.pub.",
+)
+@click.option(
+    "--algorithm",
+    type=click.Choice(["ecdsa-p256", "ecdsa-p384", "ed25519", "rsa-3072"]),
+    default="ecdsa-p256",
+    show_default=True,
+)
+@_PASSWORD_FILE_OPTION
+@click.option("--force", is_flag=True, help="Replace existing key files.")
+@click.pass_obj
+def keygen(ui: UI, output_prefix: Path, algorithm: str, key_password_file: Path | None, force: bool) -> None:
+    """Create a key pair for 'specman sign' (encrypted with a passphrase unless it is empty)."""
+    private, public = (
+        output_prefix.with_name(output_prefix.name + ".key"),
+        output_prefix.with_name(output_prefix.name + ".pub"),
+    )
+    for path in (private, public):
+        if path.exists() and not force:
+            raise UsageError(f"{path} exists (use --force to replace it)")
+    passphrase = passphrase_reader(key_password_file, confirm=True)()
+    key = generate_key(algorithm)
+    fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key.pem(passphrase or None))
+    public.write_bytes(key.public.pem())
+    ui.status(f"Private key written to {private}{'' if passphrase else ' (not encrypted)'}")
+    ui.status(f"Public key written to {public} ({key.public.fingerprint})")
+    ui.result(str(public))
