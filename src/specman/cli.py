@@ -39,7 +39,11 @@ from specman.oci import (
 )
 from specman.oci.auth import RegistryAuth
 from specman.oci.credentials import Credentials, DockerConfig
+from specman.oci.manifest import OCI_MANIFEST, Descriptor
 from specman.oci.reference import DOCKER_HUB
+from specman.signature.keys import load_public_keys
+from specman.signature.signing import sign_descriptor, verify_reference
+from specman.signature_command import read_signing_key, sign_key_options
 from specman.ui import UI
 
 __all__ = ["main"]
@@ -116,15 +120,23 @@ def cli(ctx: click.Context, quiet: bool, verbose: int, log_format: str) -> None:
     envvar="SPECMAN_MTIME",
     help="Timestamp stored for every archive member.",
 )
+@sign_key_options
 @click.pass_obj
-def push(ui: UI, /, source: Path, ref: str, mtime: int, **kw: Any) -> None:
+def push(
+    ui: UI, /, source: Path, ref: str, mtime: int, sign_key: Path | None, key_password_file: Path | None, **kw: Any
+) -> None:
     """Push SOURCE (a directory, packed as manifests.tgz, or a file) to REF; prints the manifest digest."""
+    key = read_signing_key(sign_key, key_password_file) if sign_key else None  # a bad key fails before the push
     target = open_target(ref, registry_options_from(kw), create_layout=True)
     if source.is_dir():
         ui.status(f"Packing {source} as manifests.tgz")
     try:
         with ui.progress() as start:
             result = push_artifact(target.repository, source, target.ref, mtime=mtime, start_progress=start)
+        if key is not None:
+            subject = Descriptor(OCI_MANIFEST, result.digest, len(result.manifest))
+            signed = sign_descriptor(target.repository, subject, key, reference=target.repository.display)
+            ui.status(f"Signed {result.digest} ({signed.location})")
     finally:
         target.repository.close()
     note = "" if result.uploaded else " (layer already present)"
@@ -143,6 +155,14 @@ def push(ui: UI, /, source: Path, ref: str, mtime: int, **kw: Any) -> None:
     envvar="SPECMAN_NO_EXTRACT",
     help="Save each layer as a file named by its title, like oras pull.",
 )
+@click.option(
+    "--verify-key",
+    "verify_keys",
+    multiple=True,
+    envvar="SPECMAN_VERIFY_KEY",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Pull only if a signature by this PEM public key verifies (repeatable; any one key passes).",
+)
 @click.pass_obj
 def pull(
     ui: UI,
@@ -153,17 +173,24 @@ def pull(
     max_files: int | None,
     force: bool,
     no_extract: bool,
+    verify_keys: tuple[Path, ...],
     **kw: Any,
 ) -> None:
     """Download REF, verify every digest and extract it safely into DEST."""
+    keys = load_public_keys(verify_keys)
     target = open_target(ref, registry_options_from(kw))  # a malformed REF is a usage error, whatever DEST holds
     try:
         if not no_extract:
             check_dest(dest, force)  # before any download starts
+        reference = target.ref
+        if keys:  # the digest verified is the digest pulled: a tag moved in between cannot slip through
+            reference = target.repository.resolve(target.ref).digest
+            verification = verify_reference(target.repository, reference, keys)
+            ui.status(f"Verified {reference}: {verification.message}")
         with ui.progress() as start:
             result = pull_artifact(
                 target.repository,
-                target.ref,
+                reference,
                 dest,
                 extract=not no_extract,
                 replace=force,

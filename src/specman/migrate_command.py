@@ -27,6 +27,7 @@ from specman.migrate.run import Migration, MigrationPlan
 from specman.migrate.source import open_source
 from specman.oci import open_target
 from specman.oci.http import TLSOptions
+from specman.signature_command import read_signing_key, sign_key_options
 from specman.ui import UI
 
 __all__ = ["migrate", "read_secret", "run_migration"]
@@ -110,9 +111,11 @@ def _console_password(path: Path | None) -> str:
 @click.option("--no-rollback", is_flag=True, help="Keep the new SCAR endpoint even when the jobs fail after it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @registry_options
+@sign_key_options
 @click.pass_obj
 def migrate(ui: UI, /, **kw: Any) -> None:
     """Move the SCAR's manifests into the registry and switch the console to specman, proving every file."""
+    sign_key = read_signing_key(kw["sign_key"], kw["key_password_file"]) if kw["sign_key"] else None
     options = registry_options_from(kw)
     if not kw["dry_run"] and not kw["yes"] and not sys.stdin.isatty():
         raise UsageError("nothing to confirm on without a terminal: add --yes (or --dry-run to see the plan)")
@@ -155,6 +158,7 @@ def migrate(ui: UI, /, **kw: Any) -> None:
             dry_run=kw["dry_run"],
             timeout=kw["timeout"],
             processes=kw["processes"],
+            sign_key=sign_key,
         )
         confirm = None if kw["yes"] or kw["dry_run"] else (lambda text: click.confirm(text, err=True))
         run_migration(plan, ui, as_json=kw["as_json"], confirm=confirm)
