@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from specman.errors import UsageError
-from specman.oci import RemoteRepository, Repository
+from specman.oci import RegistryOptions, RemoteRepository, Repository, open_repository, parse_reference
 from specman.oci.manifest import OCI_MANIFEST, Descriptor, sha256_digest
 from specman.signature.bundle import sign_bundle
 from specman.signature.cosign import SIGNATURE_ANNOTATION, SIMPLESIGNING, sign_legacy
@@ -25,8 +27,9 @@ from specman.signature.policy import Mode, Verifier, VerifyPolicy
 from specman.signature.remote import push_referrer
 from specman.store import Store
 from specman.sync import reconcile_once
+from tests.fixtures.faultproxy import Fault, FaultProxy
 from tests.fixtures.registry import Registry
-from tests.test_sync import push_tree, remote
+from tests.test_sync import FAST_RETRY, push_tree, remote
 
 
 @pytest.fixture
@@ -258,3 +261,74 @@ def test_signature_written_by_specman_verifies_with_openssl(
     )
     assert out.stdout.strip() == "Verified OK", out
     assert json.loads(payload)["critical"]["image"]["docker-manifest-digest"] == digest
+
+
+def proxied(proxy: FaultProxy, name: str) -> RemoteRepository:
+    options = RegistryOptions(plain_http=True, retry=FAST_RETRY)
+    repo = open_repository(parse_reference(f"{proxy.host}/{name}"), options)
+    assert isinstance(repo, RemoteRepository)
+    return repo
+
+
+def test_requests_a_signed_sync_makes(
+    plain_registry: Registry, fault_proxy: FaultProxy, store: Store, key: PrivateKey, tmp_path: Path
+) -> None:
+    name = f"sigreq/{uuid.uuid4().hex[:10]}"
+    direct = remote(plain_registry, name)
+    tags = [f"1.0.{i}" for i in range(5)]
+    for tag in tags:
+        push_tree(direct, tag, {"a.json": tag}, tmp_path)
+        sign(direct, tag, key)
+    repo = proxied(fault_proxy, name)
+    verifier = policy("required", key)
+    first = reconcile_once(repo, store, verifier=verifier)
+    assert first.ok and set(first.digests) == set(tags)
+    fault_proxy.reset()
+    second = reconcile_once(repo, store, verifier=verifier)
+    assert second.ok and second.fetched == ()
+    manifests = [r for r in fault_proxy.requests if "/manifests/" in r]
+    assert len(manifests) == len(tags), manifests  # one HEAD per version tag, nothing for the signatures
+    assert not [r for r in fault_proxy.requests if "/blobs/" in r or "/referrers/" in r]
+
+    # a new signed version: its .sig manifest and payload blob, nothing more for the legacy form
+    push_tree(direct, "2.0.0", {"a.json": "2"}, tmp_path)
+    digest = sign(direct, "2.0.0", key)
+    fault_proxy.reset()
+    third = reconcile_once(repo, store, verifier=verifier)
+    assert third.digests["2.0.0"] == digest
+    sig_requests = [r for r in fault_proxy.requests if signature_tag(digest) in r]
+    assert len(sig_requests) == 1, fault_proxy.requests
+    assert not [r for r in fault_proxy.requests if "/referrers/" in r]  # known: no referrers API here
+
+
+def test_referrers_api_garbage_falls_back_to_the_tag(
+    plain_registry: Registry, fault_proxy: FaultProxy, store: Store, key: PrivateKey, tmp_path: Path
+) -> None:
+    name = f"sigref/{uuid.uuid4().hex[:10]}"
+    direct = remote(plain_registry, name)
+    digest = push_tree(direct, "1.0.0", {"a.json": "1"}, tmp_path)
+    referrer, _ = sign_bundle(direct, direct.resolve("1.0.0"), key)
+    push_referrer(direct, referrer, OCI_MANIFEST, digest)
+    fault_proxy.add_fault(
+        Fault.respond(r"/referrers/", status=200, headers={"Content-Type": "text/html"}, body=b"<html>", times=None)
+    )
+    result = reconcile_once(proxied(fault_proxy, name), store, verifier=policy("required", key))
+    assert result.digests == {"1.0.0": digest}
+    assert result.verifications["1.0.0"]["format"] == "sigstore-bundle"
+
+
+def test_registry_errors_are_reported_not_cached(
+    plain_registry: Registry, fault_proxy: FaultProxy, store: Store, key: PrivateKey, tmp_path: Path
+) -> None:
+    name = f"sigerr/{uuid.uuid4().hex[:10]}"
+    direct = remote(plain_registry, name)
+    push_tree(direct, "1.0.0", {"a.json": "1"}, tmp_path)
+    digest = sign(direct, "1.0.0", key)
+    repo = proxied(fault_proxy, name)
+    verifier = policy("required", key)
+    fault_proxy.add_fault(Fault.respond(re.escape(signature_tag(digest)), status=500, times=None))
+    failed = reconcile_once(repo, store, verifier=verifier)
+    assert failed.verifications["1.0.0"]["result"] == "error"
+    assert "cannot check signatures" in failed.failed["1.0.0"]
+    fault_proxy.clear_faults()
+    assert reconcile_once(repo, store, verifier=verifier).digests == {"1.0.0": digest}
