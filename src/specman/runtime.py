@@ -75,7 +75,8 @@ class SyncStatus:
     consecutive_failures: int = 0
     runs: int = 0
     failed_tags: dict[str, str] = field(default_factory=dict)
-    # tag -> {"verification": Verification.to_json() or None, "attached": [{"tag", "kind", "digest"?}, ...]}
+    # tag -> {"verification": of the digest the registry names now, "published": of the digest served,
+    #         "attached": [{"tag", "kind", "subject", "digest"?}, ...]}  (verifications: Verification.to_json())
     signatures: dict[str, dict[str, Any]] = field(default_factory=dict)
     verify_policy: dict[str, Any] | None = None  # VerifyPolicy.describe() when verification is on
     # the last HISTORY_MAX reconciles, oldest first: {"finished", "duration", "ok", "downloaded", "served"}
@@ -131,7 +132,11 @@ def signature_status(result: SyncResult) -> dict[str, dict[str, Any]]:
     for tag in sorted(set(result.digests) | set(result.verifications)):
         digests = {result.digests.get(tag), named.get(tag)} - {None}
         attached = [dict(a, subject=d) for d in sorted(x for x in digests if x) for a in result.attached.get(d, [])]
-        out[tag] = {"verification": result.verifications.get(tag), "attached": attached}
+        verification = result.verifications.get(tag)
+        published = result.previous.get(tag) or verification
+        if published is not None and published.get("digest") != result.digests.get(tag):
+            published = None
+        out[tag] = {"verification": verification, "published": published, "attached": attached}
     return out
 
 
