@@ -76,6 +76,7 @@ class SyncResult:
     failure_kinds: dict[str, str] = field(default_factory=dict)  # tag -> exception class, as metrics count them
     attached: dict[str, list[dict[str, str]]] = field(default_factory=dict)  # digest -> signatures, SBOMs... of it
     verifications: dict[str, dict[str, str]] = field(default_factory=dict)  # tag -> Verification.to_json()
+    previous: dict[str, dict[str, str]] = field(default_factory=dict)  # refused tag -> its published digest's
     verification_counts: dict[str, int] = field(default_factory=dict)  # result -> verifications made (not cached)
     policy: dict[str, object] | None = None  # the verification policy (``VerifyPolicy.describe``), if any
 
@@ -111,6 +112,7 @@ class SyncState:
     attached: list[Attachment] = field(default_factory=list)
     manifests: dict[str, Manifest] = field(default_factory=dict)  # new tag -> its manifest, read once
     verifications: dict[str, Verification] = field(default_factory=dict)
+    previous: dict[str, Verification] = field(default_factory=dict)  # refused tag -> its published digest's
     verification_counts: dict[str, int] = field(default_factory=dict)
     withheld: set[str] = field(default_factory=set)  # failed tags whose published digest is not verified either
 
@@ -347,6 +349,7 @@ def reconcile_once(
         failure_kinds=dict(state.failure_kinds),
         attached=_attached(state),
         verifications={tag: v.to_json() for tag, v in state.verifications.items()},
+        previous={tag: v.to_json() for tag, v in state.previous.items()},
         verification_counts=dict(state.verification_counts),
         policy=verifier.policy.describe() if verifier is not None and verifier.policy.enabled else None,
     )

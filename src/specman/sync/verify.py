@@ -104,6 +104,9 @@ def verify_signatures(state: SyncState) -> None:
         if tag in state.new:
             state.new.remove(tag)
         old = before.get(tag)
-        if old is not None and (old == outcome.digest or not _check(state, tag, old).ok):
+        previous = _check(state, tag, old) if old is not None and old != outcome.digest else None
+        if previous is not None:
+            state.previous[tag] = previous
+        if old is not None and (previous is None or not previous.ok):
             state.withheld.add(tag)
             log.warning(f"Withholding {tag}: its published digest is not verified either", extra={"fields": fields})
