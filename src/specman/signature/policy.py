@@ -30,18 +30,18 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Final
+from typing import ClassVar, Final
 
 from specman.errors import NotFoundError, SignatureError, SpecmanError, UsageError
 from specman.oci import Repository
 from specman.signature.bundle import verify_bundle_manifest
 from specman.signature.cosign import verify_legacy
 from specman.signature.discovery import fallback_tag, signature_tag
-from specman.signature.keys import PublicKey
+from specman.signature.keys import PublicKey, load_public_key
 from specman.signature.remote import ReferrersSupport, list_referrers
 from specman.signature.result import Verification, Verified
 
-__all__ = ["ExtraVerifier", "Mode", "Verifier", "VerifyPolicy"]
+__all__ = ["ExtraVerifier", "Mode", "PolicySpec", "Verifier", "VerifyPolicy"]
 
 log = logging.getLogger("specman.signature")
 
@@ -87,6 +87,48 @@ class VerifyPolicy:
             "keys": [{"name": k.name, "fingerprint": k.fingerprint, "algorithm": k.algorithm} for k in self.keys],
             "formats": ["cosign", "sigstore-bundle", *(name for name, _ in self.extra)],
         }
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """A policy as data (the console stores it with its "Contains Spectro Manifests" registry): the mode, trusted
+    keys as PEM text, tag globs.  ``from_json`` checks everything (UsageError naming the field); ``policy`` builds it.
+    """
+
+    mode: str = "off"
+    keys: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+
+    MAX_KEYS: ClassVar[int] = 16
+
+    @classmethod
+    def from_json(cls, obj: object) -> PolicySpec:
+        if obj is None or obj == "":
+            return cls()
+        if not isinstance(obj, dict):
+            raise UsageError("verify: must be an object {verify, verifyKeys, verifyTags}")
+        mode, keys, tags = obj.get("verify", "off"), obj.get("verifyKeys", []), obj.get("verifyTags", [])
+        if mode not in [m.value for m in Mode]:
+            raise UsageError(f"verify: {mode!r} is not one of off, audit, required")
+        for name, value in (("verifyKeys", keys), ("verifyTags", tags)):
+            if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+                raise UsageError(f"{name}: must be a list of non-empty strings")
+        if len(keys) > cls.MAX_KEYS:
+            raise UsageError(f"verifyKeys: at most {cls.MAX_KEYS} keys")
+        spec = cls(str(mode), tuple(keys), tuple(t.strip() for t in tags))
+        spec.policy()  # every key must load, a mode other than off needs one
+        return spec
+
+    def to_json(self) -> dict[str, object]:
+        return {"verify": self.mode, "verifyKeys": list(self.keys), "verifyTags": list(self.tags)}
+
+    def policy(self) -> VerifyPolicy:
+        keys = tuple(load_public_key(pem.encode(), f"verifyKeys[{i}]") for i, pem in enumerate(self.keys))
+        if self.mode == Mode.OFF:
+            return VerifyPolicy()
+        if not keys:
+            raise UsageError(f"verifyKeys: verify {self.mode} needs at least one PEM public key")
+        return VerifyPolicy(Mode(self.mode), keys, self.tags)
 
 
 @dataclass

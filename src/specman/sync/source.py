@@ -59,6 +59,8 @@ class ConsoleSource:
             self._unreachable = False
             if source == self._source and self._repository is not None:
                 return self._repository
+            if self._source is None or self._source.verify != source.verify:
+                self._verifier = self._build_verifier(source)
             old, self._repository = self._repository, self._open(source)
             self._source = source
         if old is not None:
@@ -69,10 +71,21 @@ class ConsoleSource:
         return self._repository
 
     def verifier(self, default: Verifier | None) -> Verifier | None:
-        """The verifier of the next reconcile: the console's policy when its registry carries one, else ``default``
-        (the ``--verify`` options).  It is built again only when the console's policy changes."""
+        """The verifier of the next reconcile: the console's policy when its registry carries one (not ``off``),
+        else ``default`` (the ``--verify`` options).  It is built again only when the console's policy changes."""
         with self._lock:
             return self._verifier if self._verifier is not None else default
+
+    @staticmethod
+    def _build_verifier(source: SpectroSource) -> Verifier | None:
+        try:
+            policy = source.verify.policy()
+        except SpecmanError as exc:  # checked by the console already; a key this process cannot load: stop
+            message = f"the console's signature policy: {exc}"
+            raise SyncError(message, reason="BadSourceInConsole", retryable=False) from exc
+        if policy.enabled:
+            log.info("Signature policy from the console", extra={"fields": policy.describe()})
+        return Verifier(policy) if policy.enabled else None
 
     def _open(self, source: SpectroSource) -> Repository:
         options = replace(
