@@ -332,3 +332,18 @@ def test_registry_errors_are_reported_not_cached(
     assert "cannot check signatures" in failed.failed["1.0.0"]
     fault_proxy.clear_faults()
     assert reconcile_once(repo, store, verifier=verifier).digests == {"1.0.0": digest}
+
+
+def test_huge_signature_manifest_is_capped(
+    plain_registry: Registry, store: Store, key: PrivateKey, tmp_path: Path
+) -> None:
+    """More layers than cosign allows (1000): refused before any payload is fetched.  (Manifests over 4 MiB are
+    refused by the OCI client, and docker-registry refuses to store them anyway.)"""
+    repo = remote(plain_registry)
+    digest = push_tree(repo, "1.0.0", {"a.json": "1"}, tmp_path)
+    layer = _layer(repo, b"{}", base64.b64encode(key.sign(b"{}")).decode())
+    _push_sig_manifest(repo, digest, [layer] * 1001)
+    result = reconcile_once(repo, store, verifier=policy("required", key))
+    assert result.digests == {}
+    assert result.verifications["1.0.0"]["reason"] == "TooLarge"
+    assert "more than 1000" in result.verifications["1.0.0"]["message"]

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import ClassVar, Final
 
-from specman.errors import NotFoundError, SignatureError, SpecmanError, UsageError
+from specman.errors import ContentError, NotFoundError, SignatureError, SpecmanError, UsageError
 from specman.oci import Repository
 from specman.signature.bundle import verify_bundle_manifest
 from specman.signature.cosign import verify_legacy
@@ -215,6 +215,8 @@ class Verifier:
             sig_manifest = repo.fetch_manifest(tag)
         except NotFoundError:
             return None
+        except ContentError as exc:  # too large, not JSON, not a manifest: the signature is unusable, not absent
+            raise SignatureError(f"{tag}: {exc}", reason="Malformed") from exc
         return verify_legacy(repo, digest, self.policy.keys, sig_manifest)
 
     def _bundles(
@@ -230,7 +232,10 @@ class Verifier:
         first: SignatureError | None = None
         for desc in found[:MAX_REFERRERS]:
             try:
-                referrer = repo.fetch_manifest(desc.digest)
+                try:
+                    referrer = repo.fetch_manifest(desc.digest)
+                except ContentError as exc:
+                    raise SignatureError(f"bundle referrer {desc.digest[:19]}: {exc}", reason="Malformed") from exc
                 return verify_bundle_manifest(repo, referrer, digest, self.policy.keys, manifest)
             except SignatureError as exc:
                 first = first or exc

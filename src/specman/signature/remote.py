@@ -112,6 +112,8 @@ def _from_tag(repo: Repository, digest: str) -> list[Descriptor]:
         index = repo.fetch_manifest(fallback_tag(digest))
     except NotFoundError:
         return []
+    except ContentError as exc:
+        raise SignatureError(f"referrers tag {fallback_tag(digest)}: {exc}", reason="BadReferrers") from exc
     if not index.is_index:
         raise SignatureError(f"referrers tag {fallback_tag(digest)} is not an image index", reason="BadReferrers")
     return list(index.manifests)
