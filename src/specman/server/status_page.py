@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from markupsafe import Markup, escape
 
-from specman.store import Store
+from specman.store import StoreReader
 from specman.webui.templates import human_bytes, human_duration, human_time
 
 __all__ = ["status_context", "sync_chart"]
@@ -114,7 +114,7 @@ def _refused(signatures: dict[str, Any], published: dict[str, str]) -> list[dict
     return rows
 
 
-def status_context(store: Store, source: str | None, sync: dict[str, Any] | None) -> dict[str, Any]:
+def status_context(store: StoreReader, source: str | None, sync: dict[str, Any] | None) -> dict[str, Any]:
     """What ``status.html`` shows (blocking: reads the generation and version records)."""
     generation = store.current()
     tags = []

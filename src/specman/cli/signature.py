@@ -1,4 +1,5 @@
-"""``specman sign`` and ``specman keygen``, and the ``--verify`` options that ``sync``, ``serve`` and ``pull`` share.
+"""``specman sign`` and ``specman keygen``; ``VerifySettings`` (``sync``, ``serve``) and ``SignKeySettings`` (``push``,
+``migrate``).
 
 A signing key's passphrase comes from ``--key-password-file F``, else ``SPECMAN_SIGN_PASSWORD``, else a prompt on
 the terminal — never from the command line.  An empty passphrase means an unencrypted key (as cosign's
@@ -10,74 +11,97 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import ClassVar, Final
 
 import click
 
-from specman.cli_options import registry_options, registry_options_from
+from specman.cli.options import RegistrySettings
+from specman.cli.settings import Settings, opt, uses
+from specman.cli.ui import UI
 from specman.errors import UsageError
 from specman.oci import open_target
 from specman.signature.keys import PrivateKey, generate_key, load_private_key, load_public_keys
-from specman.signature.policy import Mode, VerifyPolicy
+from specman.signature.policy import Mode, Verifier, VerifyPolicy
 from specman.signature.signing import sign_reference
-from specman.ui import UI
 
 __all__ = [
     "PASSWORD_ENV",
+    "SignKeySettings",
+    "VerifySettings",
     "keygen",
     "passphrase_reader",
     "read_signing_key",
     "sign",
-    "sign_key_options",
-    "verify_options",
-    "verify_policy_from",
 ]
 
-F = TypeVar("F", bound=Callable[..., Any])
 PASSWORD_ENV: Final = "SPECMAN_SIGN_PASSWORD"  # noqa: S105 (a variable name, not a secret)
 
-_VERIFY_OPTIONS: Final[list[Callable[[Any], Any]]] = [
-    click.option(
+
+@dataclass(frozen=True)
+class VerifySettings(Settings):
+    """``--verify off|audit|required``, ``--verify-key FILE`` (repeatable), ``--verify-tags GLOB`` (repeatable)."""
+
+    param: ClassVar[str] = "verify"
+
+    verify_mode: str = opt(
         "--verify",
-        "verify_mode",
         type=click.Choice([m.value for m in Mode]),
         default="off",
         show_default=True,
         envvar="SPECMAN_VERIFY",
         help="Check signatures before publishing: audit reports, required refuses unsigned or badly signed versions.",
-    ),
-    click.option(
+    )
+    verify_keys: tuple[Path, ...] = opt(
         "--verify-key",
-        "verify_keys",
         multiple=True,
         envvar="SPECMAN_VERIFY_KEY",
         type=click.Path(exists=True, dir_okay=False, path_type=Path),
         help="A trusted PEM public key (ECDSA, Ed25519, RSA); repeatable, any one key passes.",
-    ),
-    click.option(
+    )
+    verify_tags: tuple[str, ...] = opt(
         "--verify-tags",
-        "verify_tags",
         multiple=True,
         envvar="SPECMAN_VERIFY_TAGS",
         metavar="GLOB",
         help="Verify only the tags matching this glob (repeatable; default every tag).",
-    ),
-]
+    )
+
+    def policy(self) -> VerifyPolicy:
+        """The policy (keys loaded now: a bad key file is a usage error before anything starts)."""
+        mode = Mode(self.verify_mode)
+        if mode is Mode.OFF and (self.verify_keys or self.verify_tags):
+            raise UsageError("--verify-key/--verify-tags need --verify audit or --verify required")
+        return VerifyPolicy(mode, load_public_keys(self.verify_keys), self.verify_tags)
+
+    def verifier(self) -> Verifier | None:
+        """One verifier for the life of the command (its results are kept by digest), None when off."""
+        policy = self.policy()
+        return Verifier(policy) if policy.enabled else None
 
 
-def verify_options(func: F) -> F:
-    for option in reversed(_VERIFY_OPTIONS):
-        func = option(func)
-    return func
+@dataclass(frozen=True)
+class SignKeySettings(Settings):
+    """``--sign-key FILE`` and ``--key-password-file FILE`` for commands that sign what they push."""
 
+    param: ClassVar[str] = "signing"
 
-def verify_policy_from(kw: dict[str, Any]) -> VerifyPolicy:
-    """Pop the ``--verify*`` options from ``kw`` as a policy (keys loaded now: a bad key file is a usage error)."""
-    mode, keys, tags = Mode(kw.pop("verify_mode")), tuple(kw.pop("verify_keys")), tuple(kw.pop("verify_tags"))
-    if mode is Mode.OFF and (keys or tags):
-        raise UsageError("--verify-key/--verify-tags need --verify audit or --verify required")
-    return VerifyPolicy(mode, load_public_keys(keys), tags)
+    sign_key: Path | None = opt(
+        "--sign-key",
+        envvar="SPECMAN_SIGN_KEY",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="Sign what is pushed with this PEM private key (cosign's .sig tag form).",
+    )
+    key_password_file: Path | None = opt(
+        "--key-password-file",
+        envvar="SPECMAN_KEY_PASSWORD_FILE",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help=f"The key's passphrase (first line); else {PASSWORD_ENV}, else a prompt.",
+    )
+
+    def key(self) -> PrivateKey | None:
+        return read_signing_key(self.sign_key, self.key_password_file) if self.sign_key else None
 
 
 def passphrase_reader(password_file: Path | None, *, confirm: bool = False) -> Callable[[], bytes]:
@@ -111,17 +135,6 @@ _PASSWORD_FILE_OPTION = click.option(
 )
 
 
-def sign_key_options(func: F) -> F:
-    """``--sign-key`` and ``--key-password-file`` for commands that sign what they push."""
-    func = _PASSWORD_FILE_OPTION(func)
-    return click.option(
-        "--sign-key",
-        envvar="SPECMAN_SIGN_KEY",
-        type=click.Path(exists=True, dir_okay=False, path_type=Path),
-        help="Sign what is pushed with this PEM private key (cosign's .sig tag form).",
-    )(func)
-
-
 def _annotations(values: tuple[str, ...]) -> dict[str, str]:
     out: dict[str, str] = {}
     for value in values:
@@ -145,7 +158,7 @@ def _annotations(values: tuple[str, ...]) -> dict[str, str]:
 @_PASSWORD_FILE_OPTION
 @click.option("--bundle", is_flag=True, help="Write a Sigstore bundle as an OCI 1.1 referrer instead of the .sig tag.")
 @click.option("-a", "--annotation", "annotations", multiple=True, metavar="KEY=VALUE", help="Signed annotation.")
-@registry_options
+@uses(RegistrySettings)
 @click.pass_obj
 def sign(
     ui: UI,
@@ -155,14 +168,14 @@ def sign(
     key_password_file: Path | None,
     bundle: bool,
     annotations: tuple[str, ...],
-    **kw: Any,
+    registry: RegistrySettings,
 ) -> None:
     """Sign REF (HOST[:PORT]/NAME:TAG or @DIGEST) as cosign does; prints the signed digest."""
     notes = _annotations(annotations)
     if bundle and notes:
         raise UsageError("-a annotations are written in the .sig form only (not with --bundle)")
     key = read_signing_key(key_file, key_password_file)
-    target = open_target(ref, registry_options_from(kw))
+    target = open_target(ref, registry.options())
     try:
         result = sign_reference(target.repository, target.ref, key, bundle=bundle, annotations=notes)
     finally:
