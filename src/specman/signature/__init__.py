@@ -1,0 +1,1 @@
+"""Signature discovery, formats, verification policy and signing."""
