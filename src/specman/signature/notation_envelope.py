@@ -162,10 +162,10 @@ def _check_critical(header: dict[str, Any], scheme: str, expiry: datetime | None
     for name in critical:
         if name not in header:
             raise _malformed(f"{name!r} is marked critical but not present")
-        if name in _PLUGIN_HEADERS:
-            raise NotationError(
-                f"the signature requires verification plugin {header[name]!r}, which specman does not run"
-            )
+    for name in _PLUGIN_HEADERS:
+        if name in critical:
+            raise NotationError(f"the signature requires verification plugin {header[name]!r}; specman runs none")
+    for name in critical:
         if name not in _UNDERSTOOD_CRITICAL:
             raise NotationError(
                 f"the signature marks unknown header {name!r} critical; refusing what is not understood"
