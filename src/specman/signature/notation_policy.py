@@ -298,6 +298,8 @@ def _identities(values: tuple[str, ...], source: str, name: str) -> tuple[bool, 
         return True, ()
     parsed: list[tuple[str, Mapping[str, str]]] = []
     for value in values:
+        if not value.strip():
+            raise _fail(source, name, "a trusted identity is empty")
         prefix, sep, rest = value.partition(":")
         if not sep:
             raise _fail(source, name, f"trusted identity {value!r} has no 'type:' prefix")
