@@ -237,7 +237,7 @@ def _statement(item: Any, source: str) -> TrustPolicyStatement:
         raise _fail(source, name, "the global scope '*' cannot be combined with other scopes")
     for scope in scopes:
         if scope != "*":
-            _check_scope(scope, what=f"registry scope of statement {name!r}")
+            _check_scope(scope, what=f"trust policy {source}, statement {name!r}: registry scope")
     stores = _strings(item.get("trustStores"), source, name, "trustStores")
     identities = _strings(item.get("trustedIdentities"), source, name, "trustedIdentities")
     if level == "skip" and (stores or identities):
