@@ -11,13 +11,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from specman.signature.notation import load_notation_policy
-from specman.signature.notation_policy import (
-    Action,
-    NotationError,
-    parse_distinguished_name,
-    parse_trust_policy,
-    repository_of,
-)
+from specman.signature.notation_identity import parse_distinguished_name
+from specman.signature.notation_policy import Action, NotationError, parse_trust_policy, repository_of
 from specman.signature.notation_truststore import MAX_CERTIFICATE_FILE_BYTES, load_trust_store
 from tests.fixtures.notation_signer import Pki, make_pki
 

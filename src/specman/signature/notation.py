@@ -55,14 +55,13 @@ from specman.signature.notation_envelope import (
     JwsEnvelope,
     verify_jws,
 )
+from specman.signature.notation_identity import certificate_subject_attributes, identity_matches
 from specman.signature.notation_policy import (
     LEVELS,
     Action,
     NotationError,
     TrustPolicyDocument,
     TrustPolicyStatement,
-    certificate_subject_attributes,
-    identity_matches,
     parse_trust_policy,
 )
 from specman.signature.notation_truststore import TrustStore, load_trust_store

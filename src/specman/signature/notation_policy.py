@@ -25,10 +25,7 @@ implemented by notation-go ``verifier/trustpolicy`` (``trustpolicy.go``, ``oci.g
   else the global one, else verification fails. Like notation-go (and unlike the prose of the specification),
   a global ``skip`` statement is accepted: it is the operator's explicit choice.
 
-Distinguished names are split here by hand (:func:`parse_distinguished_name`): ``cryptography``'s
-``Name.from_rfc4514_string`` rejects the space after each comma and attribute types such as ``E`` that notation's
-documented policies use, and notation's own reading (go-ldap ``ParseDN``) trims that whitespace. The splitter
-honours RFC 4514 escapes (``\\,`` ``\\;`` ``\\+`` ``\\\\`` ``\\<hex><hex>``, escaped leading/trailing spaces).
+Distinguished names are parsed and matched in :mod:`specman.signature.notation_identity`.
 """
 
 from __future__ import annotations
@@ -41,10 +38,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from cryptography import x509
-from cryptography.x509.oid import NameOID
-
 from specman.errors import ContentError
+from specman.signature.notation_identity import identity_matches, parse_distinguished_name
 
 __all__ = [
     "CHECKS",
@@ -53,9 +48,6 @@ __all__ = [
     "NotationError",
     "TrustPolicyDocument",
     "TrustPolicyStatement",
-    "certificate_subject_attributes",
-    "identity_matches",
-    "parse_distinguished_name",
     "parse_trust_policy",
     "repository_of",
 ]
@@ -108,18 +100,6 @@ _REPOSITORY = re.compile(
     r"[a-z0-9]+(?:(?:(?:[._]|__|[-]*)[a-z0-9]+)+)?(?:(?:/[a-z0-9]+(?:(?:(?:[._]|__|[-]*)[a-z0-9]+)+)?)+)?"
 )
 _X509_SUBJECT = "x509.subject"
-# Attribute names as Go's pkix.Name.String() writes them (what notation compares identities against).
-_OID_NAMES = {
-    NameOID.COUNTRY_NAME: "C",
-    NameOID.STATE_OR_PROVINCE_NAME: "ST",
-    NameOID.LOCALITY_NAME: "L",
-    NameOID.ORGANIZATION_NAME: "O",
-    NameOID.ORGANIZATIONAL_UNIT_NAME: "OU",
-    NameOID.COMMON_NAME: "CN",
-    NameOID.SERIAL_NUMBER: "SERIALNUMBER",
-    NameOID.POSTAL_CODE: "POSTALCODE",
-    NameOID.STREET_ADDRESS: "STREET",
-}
 
 
 @dataclass(frozen=True)
@@ -323,96 +303,3 @@ def _check_scope(scope: str, *, what: str) -> None:
             f"{what} {scope!r} is not a fully qualified repository (host[:port]/path, no tag, scheme or wildcard)",
             check="policy",
         )
-
-
-def parse_distinguished_name(text: str) -> dict[str, str]:
-    """``{type: value}`` of an RFC 4514 DN as notation reads identities (types upper-cased, ``S`` → ``ST``).
-
-    Raises :class:`ValueError` with a one-line reason for an empty, multi-valued, duplicated or incomplete DN.
-    """
-    if "=#" in text:
-        raise ValueError("hex-encoded values ('=#') are not supported")
-    result: dict[str, str] = {}
-    for rdn in _split_rdns(text):
-        attr, value = rdn
-        attr = attr.upper()
-        attr = "ST" if attr == "S" else attr
-        if not attr or not value:
-            raise ValueError("every RDN needs a type and a value (TYPE=value)")
-        if attr in result:
-            raise ValueError(f"attribute {attr} appears twice")
-        result[attr] = value
-    for mandatory in ("C", "ST", "O"):
-        if mandatory not in result:
-            raise ValueError("a DN must contain C, ST (or S) and O")
-    return result
-
-
-def _split_rdns(text: str) -> list[tuple[str, str]]:
-    rdns: list[tuple[str, str]] = []
-    chars: list[tuple[str, bool]] = []
-    attr: str | None = None
-    index = 0
-    while index <= len(text):
-        char = text[index] if index < len(text) else ","
-        index += 1
-        if char == "\\":
-            decoded, index = _unescape(text, index)
-            chars.extend((c, True) for c in decoded)
-        elif char == "=" and attr is None:
-            attr, chars = _strip(chars), []
-        elif char in ",;":
-            if attr is None:
-                raise ValueError("an RDN has no '='")
-            rdns.append((attr, _strip(chars)))
-            attr, chars = None, []
-        elif char == "+":
-            raise ValueError("multi-valued RDNs ('+') are not supported")
-        else:
-            chars.append((char, False))
-    return rdns
-
-
-def _unescape(text: str, index: int) -> tuple[str, int]:
-    pair = text[index : index + 2]
-    if re.fullmatch(r"[0-9A-Fa-f]{2}", pair):
-        raw = bytearray()
-        while re.fullmatch(r"[0-9A-Fa-f]{2}", text[index : index + 2]):
-            raw.append(int(text[index : index + 2], 16))
-            index += 2
-            if text[index : index + 1] != "\\" or not re.fullmatch(r"[0-9A-Fa-f]{2}", text[index + 1 : index + 3]):
-                break
-            index += 1
-        try:
-            return raw.decode("utf-8"), index
-        except UnicodeDecodeError:
-            raise ValueError("an escaped value is not UTF-8") from None
-    if not pair:
-        raise ValueError("the DN ends with a lone backslash")
-    return pair[0], index + 1
-
-
-def _strip(chars: list[tuple[str, bool]]) -> str:
-    start, end = 0, len(chars)
-    while start < end and chars[start] == (" ", False):
-        start += 1
-    while end > start and chars[end - 1] == (" ", False):
-        end -= 1
-    return "".join(char for char, _ in chars[start:end])
-
-
-def certificate_subject_attributes(certificate: x509.Certificate) -> dict[str, str] | None:
-    """``{type: value}`` of a certificate's subject as notation compares it, or ``None`` if a type repeats."""
-    result: dict[str, str] = {}
-    for attribute in certificate.subject:
-        key = _OID_NAMES.get(attribute.oid, attribute.oid.dotted_string)
-        if key in result:
-            return None
-        value = attribute.value
-        result[key] = value if isinstance(value, str) else value.hex()
-    return result
-
-
-def identity_matches(identity: Mapping[str, str], subject: Mapping[str, str]) -> bool:
-    """Whether every attribute of ``identity`` has the same value in ``subject`` (notation's ``IsSubsetDN``)."""
-    return all(subject.get(key) == value for key, value in identity.items())
