@@ -28,6 +28,16 @@ is in a trust store of the statement: ``ca`` stores for ``notary.x509``, ``signi
 (``io.cncf.notary.expiry`` later than now) → authentic timestamp → revocation. Each failure after integrity is
 enforced (raises) or logged (kept in ``warnings``, logged on ``specman.signature``) as the level says.
 
+Several signatures on one manifest: verify each (notation CLI tries up to 100 by default, Flux up to 3)
+and take the first that returns; report the last error when none does. ``NotationPolicy`` is immutable and safe to
+share between threads; reload by calling :func:`load_notation_policy` again. :class:`NotationError` is defined in
+``notation_policy`` (it derives from ``specman.errors.ContentError``) and re-exported here.
+
+Modules: ``notation_policy`` (trust policy document, levels, scopes), ``notation_identity`` (``x509.subject``
+identities), ``notation_truststore`` (the ``x509/{ca,signingAuthority,tsa}/NAME`` directory),
+``notation_envelope`` (JWS parsing and signature, joserfc), ``notation_chain`` (certificate requirements, validity,
+offline revocation), this module (the verification steps and the public API).
+
 Authentic timestamp: under ``notary.x509.signingAuthority`` every certificate must be valid at the authentic
 signing time. Under ``notary.x509`` every certificate must be valid now and (as the signature specification
 demands of every chain, and as notation checks when it signs) at the claimed signing time. RFC 3161 timestamp
