@@ -8,6 +8,7 @@ by cell. Pure library tests: no network, no processes.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -306,6 +307,11 @@ def _protected(pki: Pki, change: Callable[[dict[str, Any]], None]) -> bytes:
             lambda p: _protected(p, lambda h: h.update({"io.cncf.notary.signingTime": "2026-06-01"})),
             "RFC 3339",
         ),
+        (
+            "month 13",
+            lambda p: _protected(p, lambda h: h.update({"io.cncf.notary.signingTime": "2026-13-01T00:00:00Z"})),
+            "not a valid time",
+        ),
         ("no time", lambda p: _protected(p, lambda h: h.pop("io.cncf.notary.signingTime")), "signing time is missing"),
         (
             "expiry first",
@@ -528,3 +534,40 @@ def test_registry_scope_mismatch_has_no_applicable_policy(tmp_path: Path, pki: P
 
 def test_malformed_reference_is_refused(tmp_path: Path, pki: Pki) -> None:
     rejected(signed(pki), make_policy(tmp_path, [pki.root]), "policy", reference="https://example.com/x")
+
+
+# --- robustness: every corruption is a NotationError, never a crash -------------------------------------------------
+
+
+def test_byte_flips_anywhere_give_a_notation_error(tmp_path: Path, pki: Pki) -> None:
+    policy = make_policy(tmp_path, [pki.root], level="audit")
+    original = signed(pki)
+    for position in range(0, len(original), 3):
+        corrupted = bytearray(original)
+        corrupted[position] ^= 0x41
+        with contextlib.suppress(NotationError):  # anything else fails the test
+            verify(bytes(corrupted), policy)
+
+
+@pytest.mark.parametrize("value", [None, 0, -1, 1.5, True, "", "x", [], [1], {}, {"a": 1}])
+def test_wrong_json_types_anywhere_give_a_notation_error(tmp_path: Path, pki: Pki, value: Any) -> None:
+    policy = make_policy(tmp_path, [pki.root], level="audit")
+    header = notation_headers("ES256", expiry=NOW + DAY)
+    for key in [*header, "io.cncf.notary.authenticSigningTime"]:
+        changed = dict(header) | {key: value}
+        with pytest.raises(NotationError):
+            verify(sign_envelope(pki.leaf_key, pki.chain, target_payload(DIGEST, 1), changed, sign_alg="ES256"), policy)
+    for key in ("payload", "protected", "header", "signature"):
+        parts = envelope_parts(pki.leaf_key, pki.chain, target_payload(DIGEST, len(SUBJECT)), header)
+        with pytest.raises(NotationError):
+            verify(json.dumps(parts | {key: value}).encode(), policy)
+    for key in ("x5c", "io.cncf.notary.timestampSignature"):
+        parts = envelope_parts(pki.leaf_key, pki.chain, target_payload(DIGEST, len(SUBJECT)), header)
+        parts["header"][key] = value
+        with contextlib.suppress(NotationError):
+            verify(json.dumps(parts).encode(), policy)
+    for field_name in ("mediaType", "digest", "size"):
+        target = {"mediaType": MANIFEST, "digest": DIGEST, "size": len(SUBJECT)} | {field_name: value}
+        payload = json.dumps({"targetArtifact": target}).encode()
+        with pytest.raises(NotationError):
+            verify(sign_envelope(pki.leaf_key, pki.chain, payload, header), policy)

@@ -40,8 +40,10 @@ __all__ = [
     "MAX_CHAIN_LENGTH",
     "algorithm_of",
     "check_chain",
+    "ensure_parsable",
     "invalid_at",
     "is_trusted",
+    "load_certificate",
     "revocation_unknown",
 ]
 
@@ -67,6 +69,37 @@ def _name(certificate: x509.Certificate) -> str:
 
 def _invalid(certificate: x509.Certificate, reason: str) -> NotationError:
     return NotationError(f"certificate {_name(certificate)!r} {reason}", check="integrity")
+
+
+def load_certificate(der: bytes) -> x509.Certificate:
+    """A DER certificate whose every field this package reads parses now (``cryptography`` parses lazily).
+
+    Raises :class:`ValueError` for anything malformed, so callers can word it.
+    """
+    try:
+        certificate = x509.load_der_x509_certificate(der)
+    except x509.InvalidVersion as exc:
+        raise ValueError(str(exc)) from None
+    ensure_parsable(certificate)
+    return certificate
+
+
+def ensure_parsable(certificate: x509.Certificate) -> None:
+    """Touch every field read later; :class:`ValueError` if one is malformed."""
+    try:
+        certificate.subject.rfc4514_string()
+        certificate.issuer.rfc4514_string()
+        _ = (certificate.not_valid_before_utc, certificate.not_valid_after_utc, certificate.signature)
+        _ = [extension.value for extension in certificate.extensions]
+        certificate.public_key()
+    except (
+        ValueError,
+        TypeError,
+        UnsupportedAlgorithm,
+        x509.DuplicateExtension,
+        x509.UnsupportedGeneralNameType,
+    ) as exc:
+        raise ValueError(str(exc) or type(exc).__name__) from None
 
 
 def algorithm_of(certificate: x509.Certificate) -> str:

@@ -38,7 +38,7 @@ from joserfc.errors import BadSignatureError, JoseError
 from joserfc.jwk import ECKey, RSAKey
 from joserfc.registry import HeaderParameter
 
-from specman.signature.notation_chain import MAX_CHAIN_LENGTH, check_chain
+from specman.signature.notation_chain import MAX_CHAIN_LENGTH, check_chain, load_certificate
 from specman.signature.notation_policy import NotationError
 
 __all__ = [
@@ -152,7 +152,10 @@ def _time(header: dict[str, Any], name: str) -> datetime | None:
         digits = re.match(r"\d+", rest)
         assert digits is not None
         value = f"{seconds}.{digits.group()[:6]}{rest[digits.end() :]}"
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+    except ValueError:
+        raise _malformed(f"{name} is not a valid time: {header[name]!r}") from None
 
 
 def _check_critical(header: dict[str, Any], scheme: str, expiry: datetime | None) -> None:
@@ -222,7 +225,7 @@ def _unprotected(
     chain: list[x509.Certificate] = []
     for index, item in enumerate(x5c):
         try:
-            chain.append(x509.load_der_x509_certificate(_b64std(item, f"x5c[{index}]")))
+            chain.append(load_certificate(_b64std(item, f"x5c[{index}]")))
         except ValueError:
             raise _malformed(f"x5c[{index}] is not a DER X.509 certificate") from None
     agent = header.get("io.cncf.notary.signingAgent")

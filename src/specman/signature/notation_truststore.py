@@ -24,6 +24,7 @@ from types import MappingProxyType
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
+from specman.signature.notation_chain import ensure_parsable, load_certificate
 from specman.signature.notation_policy import NotationError
 
 __all__ = ["MAX_CERTIFICATE_FILE_BYTES", "TrustStore", "load_trust_store", "trust_store_root"]
@@ -99,10 +100,11 @@ def _read_file(path: Path, label: str) -> list[x509.Certificate]:
             f"{label}: {path.name} is larger than {MAX_CERTIFICATE_FILE_BYTES} bytes", check="truststore"
         )
     try:
-        if b"-----BEGIN" in data:
-            return x509.load_pem_x509_certificates(data)
-        return [x509.load_der_x509_certificate(data)]
-    except ValueError:
+        certificates = x509.load_pem_x509_certificates(data) if b"-----BEGIN" in data else [load_certificate(data)]
+        for certificate in certificates:
+            ensure_parsable(certificate)
+        return certificates
+    except (ValueError, x509.InvalidVersion):
         raise NotationError(f"{label}: {path.name} is not a PEM or DER X.509 certificate", check="truststore") from None
 
 
