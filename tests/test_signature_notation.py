@@ -571,3 +571,16 @@ def test_wrong_json_types_anywhere_give_a_notation_error(tmp_path: Path, pki: Pk
         payload = json.dumps({"targetArtifact": target}).encode()
         with pytest.raises(NotationError):
             verify(sign_envelope(pki.leaf_key, pki.chain, payload, header), policy)
+
+
+def test_errors_carry_kind_and_operator_hints(tmp_path: Path) -> None:
+    envelope, trusted = _failing("revocation")
+    with pytest.raises(NotationError) as caught:
+        verify(envelope, make_policy(tmp_path, trusted))
+    assert (caught.value.kind, caught.value.retryable) == ("NotationError", False)
+    assert caught.value.hint is not None
+    assert '"revocation": "log"' in caught.value.hint
+    with pytest.raises(NotationError) as caught:
+        verify(envelope, make_policy(tmp_path / "cose", trusted), media_type="application/cose")
+    assert "--signature-format jws" in caught.value.render()
+    assert "--" not in str(caught.value)

@@ -211,13 +211,19 @@ def verify_notation_signature(
     )
 
 
+_HINTS = {
+    "revocation": 'specman checks revocation offline; "override": {"revocation": "log"} or "skip" in the trust '
+    "policy statement accepts certificates that name CRL/OCSP servers",
+}
+
+
 def _apply(statement: TrustPolicyStatement, check: str, reason: str | None, warnings: list[str]) -> bool:
     """Enforce or log the failure ``reason`` of ``check``; True when the check passed."""
     if reason is None:
         return True
     action = statement.action(check)
     if action is Action.ENFORCE:
-        raise NotationError(f"{check}: {reason}", check=check)
+        raise NotationError(f"{check}: {reason}", check=check, hint=_HINTS.get(check))
     if action is Action.LOG:
         warnings.append(f"{check}: {reason}")
         log.warning("notation %s validation failed, logged as trust policy %r says: %s", check, statement.name, reason)

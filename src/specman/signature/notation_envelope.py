@@ -279,7 +279,8 @@ def verify_jws(envelope: bytes, media_type: str) -> JwsEnvelope:
     """Parse ``envelope`` and verify its integrity: header rules, chain requirements, signature, payload shape."""
     if media_type == COSE_MEDIA_TYPE:
         raise NotationError(
-            "COSE notation envelopes (application/cose) are not supported; sign with --signature-format jws"
+            "COSE notation envelopes (application/cose) are not supported, only JWS",
+            hint="sign with notation sign --signature-format jws",
         )
     if media_type != JWS_MEDIA_TYPE:
         raise NotationError(f"unsupported notation envelope media type {media_type!r} (expected {JWS_MEDIA_TYPE})")

@@ -62,10 +62,13 @@ class NotationError(ContentError):
     ``check`` names what failed: ``envelope`` (malformed or unsupported envelope), one of :data:`CHECKS`
     (``integrity``, ``authenticity``, ``authenticTimestamp``, ``expiry``, ``revocation``), ``policy`` (the trust
     policy file, or no statement applies) or ``truststore``. Callers branch on ``check``, never on the message.
+    ``kind`` is ``NotationError``; never ``retryable`` (the same bytes and policy give the same answer).
     """
 
-    def __init__(self, message: str, *, check: str = "envelope") -> None:
-        super().__init__(message)
+    kind = "NotationError"
+
+    def __init__(self, message: str, *, check: str = "envelope", hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
         self.check = check
 
 
