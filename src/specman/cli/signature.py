@@ -23,7 +23,9 @@ from specman.cli.ui import UI
 from specman.errors import UsageError
 from specman.oci import open_target
 from specman.signature.keys import PrivateKey, generate_key, load_private_key, load_public_keys
-from specman.signature.policy import Mode, Verifier, VerifyPolicy
+from specman.signature.notation import NotationError, NotationPolicy, load_notation_policy
+from specman.signature.notation_form import notation_verifier
+from specman.signature.policy import ExtraVerifier, Mode, Verifier, VerifyPolicy
 from specman.signature.signing import sign_reference
 
 __all__ = [
@@ -67,13 +69,39 @@ class VerifySettings(Settings):
         metavar="GLOB",
         help="Verify only the tags matching this glob (repeatable; default every tag).",
     )
+    notation_policy: Path | None = opt(
+        "--verify-notation-policy",
+        envvar="SPECMAN_VERIFY_NOTATION_POLICY",
+        type=click.Path(exists=True, path_type=Path),
+        help="Also accept Notation signatures: notation's trustpolicy.json (or its config directory).",
+    )
+    notation_store: Path | None = opt(
+        "--verify-notation-store",
+        envvar="SPECMAN_VERIFY_NOTATION_STORE",
+        type=click.Path(exists=True, file_okay=False, path_type=Path),
+        help="Notation's trust store directory (holding x509/ca/<name>/...); default beside the trust policy.",
+    )
 
     def policy(self) -> VerifyPolicy:
-        """The policy (keys loaded now: a bad key file is a usage error before anything starts)."""
+        """The policy (keys and trust policy loaded now: a bad file is a usage error before anything starts)."""
         mode = Mode(self.verify_mode)
-        if mode is Mode.OFF and (self.verify_keys or self.verify_tags):
-            raise UsageError("--verify-key/--verify-tags need --verify audit or --verify required")
-        return VerifyPolicy(mode, load_public_keys(self.verify_keys), self.verify_tags)
+        if mode is Mode.OFF and (self.verify_keys or self.verify_tags or self.notation_policy):
+            raise UsageError("--verify-key/--verify-tags/--verify-notation-policy need --verify audit or required")
+        extra: tuple[tuple[str, ExtraVerifier], ...] = ()
+        if self.notation_policy is not None:
+            extra = (("notation", notation_verifier(self._notation())),)
+        elif self.notation_store is not None:
+            raise UsageError("--verify-notation-store needs --verify-notation-policy")
+        return VerifyPolicy(mode, load_public_keys(self.verify_keys), self.verify_tags, extra)
+
+    def _notation(self) -> NotationPolicy:
+        assert self.notation_policy is not None
+        base = self.notation_policy if self.notation_policy.is_dir() else self.notation_policy.parent
+        store = self.notation_store or (base / "truststore" if (base / "truststore").is_dir() else base)
+        try:
+            return load_notation_policy(self.notation_policy, store)
+        except NotationError as exc:
+            raise UsageError(f"--verify-notation-policy: {exc}") from None
 
     def verifier(self) -> Verifier | None:
         """One verifier for the life of the command (its results are kept by digest), None when off."""

@@ -24,6 +24,7 @@ sync of unchanged signed tags asks the registry nothing more than it did without
 from __future__ import annotations
 
 import fnmatch
+import functools
 import logging
 import threading
 import time
@@ -34,6 +35,7 @@ from typing import ClassVar, Final
 
 from specman.errors import ContentError, NotFoundError, SignatureError, SpecmanError, UsageError
 from specman.oci import Repository
+from specman.oci.manifest import Descriptor
 from specman.signature.bundle import verify_bundle_manifest
 from specman.signature.cosign import verify_legacy
 from specman.signature.discovery import fallback_tag, signature_tag
@@ -41,14 +43,16 @@ from specman.signature.keys import PublicKey, load_public_key
 from specman.signature.remote import ReferrersSupport, list_referrers
 from specman.signature.result import Verification, Verified
 
-__all__ = ["ExtraVerifier", "Mode", "PolicySpec", "Verifier", "VerifyPolicy"]
+__all__ = ["ExtraVerifier", "Mode", "PolicySpec", "Referrers", "Verifier", "VerifyPolicy"]
 
 log = logging.getLogger("specman.signature")
 
 #: At most this many referrers of one form are tried per version (a flood of referrers is not a reason to hang).
 MAX_REFERRERS: Final = 16
-#: (repository, digest, referrer descriptors, listed tags) -> a Verified, or None when this form is not present.
-ExtraVerifier = Callable[[Repository, str, Collection[str] | None], Verified | None]
+#: (repository, digest, the digest's referrers (listed once, on first call)) -> a Verified, or None when this form is
+#: not present; SignatureError when it is present and does not verify.
+Referrers = Callable[[], list[Descriptor]]
+ExtraVerifier = Callable[[Repository, str, Referrers], Verified | None]
 
 
 class Mode(StrEnum):
@@ -79,13 +83,17 @@ class VerifyPolicy:
         """Does the policy cover ``tag``?"""
         return self.enabled and (not self.tags or any(fnmatch.fnmatchcase(tag, glob) for glob in self.tags))
 
+    @property
+    def formats(self) -> list[str]:
+        return [*(["cosign", "sigstore-bundle"] if self.keys else []), *(name for name, _ in self.extra)]
+
     def describe(self) -> dict[str, object]:
         """The policy as status shows it (key fingerprints, never key material)."""
         return {
             "mode": str(self.mode),
             "tags": list(self.tags) or ["*"],
             "keys": [{"name": k.name, "fingerprint": k.fingerprint, "algorithm": k.algorithm} for k in self.keys],
-            "formats": ["cosign", "sigstore-bundle", *(name for name, _ in self.extra)],
+            "formats": self.formats,
         }
 
 
@@ -185,11 +193,18 @@ class Verifier:
         self, repo: Repository, digest: str, listed: Collection[str] | None, manifest: bytes | None
     ) -> Verification:
         failures: list[SignatureError] = []
+        found: list[list[Descriptor]] = []
+
+        def referrers() -> list[Descriptor]:  # one listing per verification, shared by the referrer forms
+            if not found:
+                found.append(list_referrers(repo, digest, self.support, listed=listed))
+            return found[0]
+
         forms: list[Callable[[], Verified | None]] = [
             lambda: self._legacy(repo, digest, listed),
-            lambda: self._bundles(repo, digest, listed, manifest),
-            *(lambda v=verifier: v(repo, digest, listed) for _, verifier in self.policy.extra),
+            lambda: self._bundles(repo, digest, referrers, manifest),
         ]
+        forms += [functools.partial(verifier, repo, digest, referrers) for _, verifier in self.policy.extra]
         try:
             for form in forms:
                 try:
@@ -202,7 +217,8 @@ class Verifier:
         except SpecmanError as exc:
             return Verification.failure(digest, "error", "VerificationError", f"cannot check signatures: {exc}")
         if not failures:
-            where = f"{signature_tag(digest)}, Sigstore bundle referrers"
+            forms = {"cosign": signature_tag(digest), "sigstore-bundle": "Sigstore bundle referrers"}
+            where = ", ".join(forms.get(f, f"{f} referrers") for f in self.policy.formats)
             return Verification.failure(digest, "unsigned", "Unsigned", f"no signature found (looked for {where})")
         first = failures[0]
         return Verification.failure(digest, "invalid", first.reason, str(first))
@@ -219,16 +235,10 @@ class Verifier:
             raise SignatureError(f"{tag}: {exc}", reason="Malformed") from exc
         return verify_legacy(repo, digest, self.policy.keys, sig_manifest)
 
-    def _bundles(
-        self, repo: Repository, digest: str, listed: Collection[str] | None, manifest: bytes | None
-    ) -> Verified | None:
+    def _bundles(self, repo: Repository, digest: str, referrers: Referrers, manifest: bytes | None) -> Verified | None:
         if not self.policy.keys:
             return None
-        found = [
-            d
-            for d in list_referrers(repo, digest, self.support, listed=listed)
-            if (d.artifact_type or "").startswith("application/vnd.dev.sigstore.bundle")
-        ]
+        found = [d for d in referrers() if (d.artifact_type or "").startswith("application/vnd.dev.sigstore.bundle")]
         first: SignatureError | None = None
         for desc in found[:MAX_REFERRERS]:
             try:
