@@ -217,8 +217,8 @@ class Verifier:
         except SpecmanError as exc:
             return Verification.failure(digest, "error", "VerificationError", f"cannot check signatures: {exc}")
         if not failures:
-            forms = {"cosign": signature_tag(digest), "sigstore-bundle": "Sigstore bundle referrers"}
-            where = ", ".join(forms.get(f, f"{f} referrers") for f in self.policy.formats)
+            names = {"cosign": signature_tag(digest), "sigstore-bundle": "Sigstore bundle referrers"}
+            where = ", ".join(names.get(f, f"{f} referrers") for f in self.policy.formats)
             return Verification.failure(digest, "unsigned", "Unsigned", f"no signature found (looked for {where})")
         first = failures[0]
         return Verification.failure(digest, "invalid", first.reason, str(first))
