@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -41,8 +43,8 @@ REPO = HERE.parent
 def _tree(root: Path, i: int) -> Path:
     tree = root / f"tree-{uuid.uuid4().hex[:8]}"
     (tree / "cloud-types").mkdir(parents=True)
-    (tree / "cloud-types" / "a.json").write_text('{"version": %d, "pad": "%s"}' % (i, "x" * 2048))
-    (tree / "index.json").write_text('{"n": %d, "id": "%s"}' % (i, uuid.uuid4().hex))
+    (tree / "cloud-types" / "a.json").write_text(json.dumps({"version": i, "pad": "x" * 2048}))
+    (tree / "index.json").write_text(json.dumps({"n": i, "id": uuid.uuid4().hex}))
     return tree
 
 
@@ -65,7 +67,7 @@ def _timed(proxy: Any, action: Callable[[], object], versions: int) -> tuple[flo
     return elapsed, {**_counts(proxy), "versions": versions}
 
 
-def main() -> int:  # noqa: PLR0915 - one linear script: set up, measure, report
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="10 tags, 2 rounds (the smoke run)")
     parser.add_argument("--tags", type=int, default=100)
@@ -74,6 +76,10 @@ def main() -> int:  # noqa: PLR0915 - one linear script: set up, measure, report
     args = parser.parse_args()
     tags, rounds = (10, 2) if args.quick else (args.tags, args.rounds)
     sys.path.insert(0, str(REPO))
+    from tests.fixtures.certs import make_certs
+    from tests.fixtures.faultproxy import FaultProxy
+    from tests.fixtures.registry import start_registry, stop_registry
+
     from specman.oci import RegistryOptions, RetryPolicy, open_repository, parse_reference, push_artifact
     from specman.oci.manifest import OCI_MANIFEST
     from specman.signature.bundle import sign_bundle
@@ -83,9 +89,6 @@ def main() -> int:  # noqa: PLR0915 - one linear script: set up, measure, report
     from specman.signature.remote import push_referrer
     from specman.store import Store
     from specman.sync import reconcile_once
-    from tests.fixtures.certs import make_certs
-    from tests.fixtures.faultproxy import FaultProxy
-    from tests.fixtures.registry import start_registry, stop_registry
 
     work = Path(tempfile.mkdtemp(prefix="specman-bench-sig-"))
     registry = start_registry(work / "registry", "plain", make_certs(work / "certs"))
@@ -148,6 +151,7 @@ def main() -> int:  # noqa: PLR0915 - one linear script: set up, measure, report
             opened_repo.close()
         proxy.stop()
         stop_registry(registry)
+        shutil.rmtree(work, ignore_errors=True)
     body = _report(results, tags, rounds)
     print(body)
     output = args.output or (None if args.quick else REPO / "docs" / "benchmarks.md")
