@@ -162,3 +162,19 @@ def test_bad_key_files_are_usage_errors(tmp_path: Path, content: str, message: s
     assert message in one_line_error(proc)
     proc = run("sync", "127.0.0.1:1/x", "--data-dir", str(tmp_path / "d"), "--once", "--verify", "required")
     assert proc.returncode == 2 and "--verify-key" in one_line_error(proc)
+
+
+@pytest.mark.parametrize("command", ["sign", "keygen", "sync", "serve", "pull", "push", "migrate"])
+def test_signature_options_in_help(command: str) -> None:
+    proc = run(command, "--help")
+    assert proc.returncode == 0, proc.stderr
+    wanted = {
+        "sign": "--bundle",
+        "keygen": "--output-prefix",
+        "sync": "--verify-key",
+        "serve": "--verify-notation-policy",
+        "pull": "--verify-key",
+        "push": "--sign-key",
+        "migrate": "--sign-key",
+    }[command]
+    assert wanted in proc.stdout
