@@ -65,16 +65,23 @@ def inspect_manifests(state: SyncState) -> None:
         log.info(f"Not a version: {tag}", extra={"fields": {"kind": kind, "subject": subject}})
 
 
-def _check(state: SyncState, tag: str, digest: str) -> Verification:
+def _check(state: SyncState, tag: str, digest: str, listed: frozenset[str]) -> tuple[Verification, bool]:
+    """(the verification of ``digest``, whether it was made now); runs on the reconcile's threads."""
     assert state.verifier is not None
     manifest = state.manifests.get(tag)
     raw = manifest.raw if manifest is not None and manifest.digest == digest else None
-    verification, cached = state.verifier.verify(state.source, digest, listed=state.tag_set, manifest=raw)
-    if not cached:
+    verification, cached = state.verifier.verify(state.source, digest, listed=listed, manifest=raw)
+    if not cached and verification.ok:
+        fields = {"tag": tag, "digest": digest, "result": verification.result, "signer": verification.message}
+        log.info(f"Verified {tag}", extra={"fields": fields})
+    return verification, not cached
+
+
+def _count(state: SyncState, outcome: tuple[Verification, bool]) -> Verification:
+    """Count a verification made now (not a kept one) for ``specman_verification_total``; on the reconcile's thread."""
+    verification, made = outcome
+    if made:
         state.verification_counts[verification.result] = state.verification_counts.get(verification.result, 0) + 1
-        fields = {"tag": tag, "digest": digest, "result": verification.result, "reason": verification.reason}
-        if verification.ok:
-            log.info(f"Verified {tag}", extra={"fields": {**fields, "signer": verification.message}})
     return verification
 
 
@@ -84,29 +91,45 @@ def verify_signatures(state: SyncState) -> None:
         return
     policy = state.verifier.policy
     covered = [t for t in state.selected if t in state.digests and t not in state.failed and policy.applies(t)]
-    outcomes = state.map(lambda tag: _check(state, tag, state.digests[tag]), covered)
+    listed = state.tag_set
+    outcomes = state.map(lambda tag: _check(state, tag, state.digests[tag], listed), covered)
     published = state.store.current()
     before = published.digests() if published else {}
     for tag, outcome in zip(covered, outcomes, strict=True):
         if isinstance(outcome, SpecmanError):  # not expected (the verifier reports errors as results)
-            outcome = Verification.failure(state.digests[tag], "error", "VerificationError", str(outcome))
-        state.verifications[tag] = outcome
-        if outcome.ok:
+            error = Verification.failure(state.digests[tag], "error", "VerificationError", str(outcome))
+            outcome = (error, True)
+        verification = _count(state, outcome)
+        state.verifications[tag] = verification
+        if verification.ok:
             continue
-        fields = {"tag": tag, "digest": outcome.digest, "result": outcome.result, "reason": outcome.reason}
+        fields = {
+            "tag": tag,
+            "digest": verification.digest,
+            "result": verification.result,
+            "reason": verification.reason,
+        }
         if policy.mode is Mode.AUDIT:
             log.warning(
-                f"Signature check failed for {tag} (audit: published anyway): {outcome.message}",
+                f"Signature check failed for {tag} (audit: published anyway): {verification.message}",
                 extra={"fields": fields},
             )
             continue
-        state.fail_tag(tag, SignatureError(f"signature check failed: {outcome.message}", reason=outcome.reason))
-        if tag in state.new:
-            state.new.remove(tag)
-        old = before.get(tag)
-        previous = _check(state, tag, old) if old is not None and old != outcome.digest else None
-        if previous is not None:
-            state.previous[tag] = previous
-        if old is not None and (previous is None or not previous.ok):
-            state.withheld.add(tag)
-            log.warning(f"Withholding {tag}: its published digest is not verified either", extra={"fields": fields})
+        _refuse(state, tag, verification, before.get(tag), listed)
+
+
+def _refuse(state: SyncState, tag: str, verification: Verification, old: str | None, listed: frozenset[str]) -> None:
+    """``required``: the tag fails (not fetched); it keeps its published digest ``old`` only if that one verifies."""
+    message = f"signature check failed: {verification.message}"
+    state.fail_tag(tag, SignatureError(message, reason=verification.reason))
+    if tag in state.new:
+        state.new.remove(tag)
+    if old is None:
+        return
+    previous = _count(state, _check(state, tag, old, listed)) if old != verification.digest else None
+    if previous is not None:
+        state.previous[tag] = previous
+    if previous is None or not previous.ok:
+        state.withheld.add(tag)
+        fields = {"tag": tag, "digest": old, "reason": verification.reason}
+        log.warning(f"Withholding {tag}: its published digest is not verified either", extra={"fields": fields})
