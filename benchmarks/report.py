@@ -274,7 +274,7 @@ def split_serve_section(doc: str) -> tuple[str, str | None]:
     return split_section(doc, "serve")
 
 
-SECTIONS = ("serve", "migrate", "storage")  # written by serve.py, migrate.py, storage.py; run.py writes the rest
+SECTIONS = ("serve", "migrate", "storage", "signatures")  # written by serve.py, migrate.py, storage.py, signatures.py
 
 
 def write_outside_serve_section(path: Path, doc: str) -> None:

@@ -25,6 +25,7 @@ the boundary where they enter (see ``specman.oci.http.map_transport_errors``), s
     ├── StoreError              the data directory: in use by another specman, disk full, damaged state
     ├── ConsoleError            the console's system API refused a request or answered nonsense (carries status)
     ├── MigrationError          ``migrate`` stopped: a preflight check, the parity proof or the jobs did not hold
+    ├── SignatureError          a signature is missing, malformed, or does not verify with a trusted key
     └── SyncError               a reconcile could not run (carries reason and whether a retry can fix it)
 
 Every error carries its meaning as attributes, decided where it is raised, so that no catcher ever has to read
@@ -63,6 +64,7 @@ __all__ = [
     "ProtocolError",
     "RateLimitedError",
     "RegistryError",
+    "SignatureError",
     "SpecmanError",
     "StoreError",
     "SyncError",
@@ -242,6 +244,19 @@ class MigrationError(SpecmanError):
     """``specman migrate`` stopped; the message says at which step and what was left (or put back) as it was."""
 
     kind = "MigrationError"
+
+
+class SignatureError(SpecmanError):
+    """A version's signature is missing, malformed or does not verify with a trusted key (or a key cannot be used).
+
+    ``reason`` is a short CamelCase cause for status and metrics (``Unsigned``, ``BadSignature``...).
+    """
+
+    kind = "SignatureError"
+
+    def __init__(self, message: str, *, reason: str = "BadSignature", hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.reason = reason
 
 
 class StoreError(SpecmanError):

@@ -25,9 +25,11 @@ __all__ = ["main"]
 # the commands with their own modules, imported only when they run (or when --help lists them)
 _LAZY_COMMANDS: dict[str, str] = {
     "console": "specman.cli.console:console",
+    "keygen": "specman.cli.signature:keygen",
     "migrate": "specman.cli.migrate:migrate",
     "quickstart": "specman.cli.quickstart:quickstart",
     "serve": "specman.cli.serve:serve",
+    "sign": "specman.cli.signature:sign",
     "sync": "specman.cli.sync:sync",
 }
 

@@ -22,6 +22,7 @@ import click
 
 from specman.cli.options import RegistrySettings, read_secret_file
 from specman.cli.settings import Settings, file_opt, opt, uses
+from specman.cli.signature import SignKeySettings
 from specman.cli.ui import UI
 from specman.console.client import ConsoleClient
 from specman.errors import SpecmanError, UsageError
@@ -112,10 +113,11 @@ class MigrateSettings(Settings):
 
 
 @click.command()
-@uses(MigrateSettings, RegistrySettings)
+@uses(MigrateSettings, RegistrySettings, SignKeySettings)
 @click.pass_obj
-def migrate(ui: UI, /, settings: MigrateSettings, registry: RegistrySettings) -> None:
+def migrate(ui: UI, /, settings: MigrateSettings, registry: RegistrySettings, signing: SignKeySettings) -> None:
     """Move the SCAR's manifests into the registry and switch the console to specman, proving every file."""
+    sign_key = signing.key()  # a bad key or passphrase stops here, before anything is checked or changed
     options = registry.options()
     if not settings.dry_run and not settings.yes and not sys.stdin.isatty():
         raise UsageError("nothing to confirm on without a terminal: add --yes (or --dry-run to see the plan)")
@@ -165,6 +167,7 @@ def migrate(ui: UI, /, settings: MigrateSettings, registry: RegistrySettings) ->
             dry_run=settings.dry_run,
             timeout=settings.timeout,
             processes=settings.processes,
+            sign_key=sign_key,
         )
         confirm = None if settings.yes or settings.dry_run else (lambda text: click.confirm(text, err=True))
         run_migration(plan, ui, as_json=settings.as_json, confirm=confirm)

@@ -24,12 +24,16 @@ from specman.cli.options import (
     read_secret_file,
 )
 from specman.cli.settings import uses
+from specman.cli.signature import SignKeySettings
 from specman.cli.ui import UI
 from specman.errors import UsageError
 from specman.oci import RegistryClient, RegistryOptions, open_target, parse_reference, pull_artifact, push_artifact
 from specman.oci.auth import RegistryAuth
 from specman.oci.credentials import Credentials, DockerConfig
+from specman.oci.manifest import OCI_MANIFEST, Descriptor
 from specman.oci.reference import DOCKER_HUB
+from specman.signature.keys import load_public_keys
+from specman.signature.signing import sign_descriptor, verify_reference
 
 __all__ = ["extract", "login", "logout", "pull", "push", "tags"]
 
@@ -41,7 +45,7 @@ _FORCE = click.option(
 @click.command()
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
 @click.argument("ref")
-@uses(RegistrySettings)
+@uses(RegistrySettings, SignKeySettings)
 @click.option(
     "--mtime",
     type=int,
@@ -51,14 +55,19 @@ _FORCE = click.option(
     help="Timestamp stored for every archive member.",
 )
 @click.pass_obj
-def push(ui: UI, /, source: Path, ref: str, mtime: int, registry: RegistrySettings) -> None:
+def push(ui: UI, /, source: Path, ref: str, mtime: int, registry: RegistrySettings, signing: SignKeySettings) -> None:
     """Push SOURCE (a directory, packed as manifests.tgz, or a file) to REF; prints the manifest digest."""
+    key = signing.key()  # a bad key or passphrase fails before anything is pushed
     target = open_target(ref, registry.options(), create_layout=True)
     if source.is_dir():
         ui.status(f"Packing {source} as manifests.tgz")
     try:
         with ui.progress() as start:
             result = push_artifact(target.repository, source, target.ref, mtime=mtime, start_progress=start)
+        if key is not None:
+            subject = Descriptor(OCI_MANIFEST, result.digest, len(result.manifest))
+            signed = sign_descriptor(target.repository, subject, key, reference=target.repository.display)
+            ui.status(f"Signed {result.digest} ({signed.location})")
     finally:
         target.repository.close()
     note = "" if result.uploaded else " (layer already present)"
@@ -77,6 +86,14 @@ def push(ui: UI, /, source: Path, ref: str, mtime: int, registry: RegistrySettin
     envvar="SPECMAN_NO_EXTRACT",
     help="Save each layer as a file named by its title, like oras pull.",
 )
+@click.option(
+    "--verify-key",
+    "verify_keys",
+    multiple=True,
+    envvar="SPECMAN_VERIFY_KEY",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Pull only if a signature by this PEM public key verifies (repeatable; any one key passes).",
+)
 @click.pass_obj
 def pull(
     ui: UI,
@@ -85,18 +102,25 @@ def pull(
     dest: Path,
     force: bool,
     no_extract: bool,
+    verify_keys: tuple[Path, ...],
     registry: RegistrySettings,
     limits: LimitSettings,
 ) -> None:
     """Download REF, verify every digest and extract it safely into DEST."""
+    keys = load_public_keys(verify_keys)
     target = open_target(ref, registry.options())  # a malformed REF is a usage error, whatever DEST holds
     try:
         if not no_extract:
             check_dest(dest, force)  # before any download starts
+        reference = target.ref
+        if keys:  # the digest verified is the digest pulled: a tag moved in between cannot slip through
+            reference = target.repository.resolve(target.ref).digest
+            verification = verify_reference(target.repository, reference, keys)
+            ui.status(f"Verified {reference}: {verification.message}")
         with ui.progress() as start:
             result = pull_artifact(
                 target.repository,
-                target.ref,
+                reference,
                 dest,
                 extract=not no_extract,
                 replace=force,

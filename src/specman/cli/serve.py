@@ -25,6 +25,7 @@ import click
 
 from specman.cli.options import LimitSettings, RegistrySettings, ServerSettings
 from specman.cli.settings import file_opt, uses
+from specman.cli.signature import VerifySettings
 from specman.cli.sync import Source, SyncSettings, configure_logging, interval_of, reconciler
 from specman.errors import SyncError, UsageError
 from specman.oci import RemoteRepository
@@ -33,6 +34,7 @@ from specman.runtime.granian import check_tls, parse_listen
 from specman.runtime.rundir import RunDir
 from specman.runtime.supervisor import Listener, Supervisor
 from specman.runtime.workers import ServeWorkers
+from specman.signature.policy import Verifier
 from specman.store import Store
 from specman.sync import SyncConfig, SyncResult, run_loop
 from specman.sync.source import ConsoleSource
@@ -92,6 +94,7 @@ class SyncService:
     interval: float | Callable[[], float]
     status: SyncStatus
     wake: threading.Event
+    verifier: Verifier | None = None
 
     def __post_init__(self) -> None:
         self.trigger = Trigger(self.wake, self.config.tag_filter)
@@ -114,7 +117,7 @@ class SyncService:
             metrics.record_sync(result, error)
             self.trigger.after_sync(result, error)
 
-        reconcile = reconciler(self.source, self.store, self.config)
+        reconcile = reconciler(self.source, self.store, self.config, self.verifier)
         run_loop(reconcile, interval=self.interval, stop=stop, wake=self.wake, on_result=on_result)
 
     def listen(self, run: RunDir, stop: threading.Event) -> None:
@@ -123,17 +126,26 @@ class SyncService:
 
 
 @click.command()
-@uses(SyncSettings, RegistrySettings, LimitSettings, ServeSettings)
-def serve(sync: SyncSettings, registry: RegistrySettings, limits: LimitSettings, server: ServeSettings) -> None:
+@uses(SyncSettings, RegistrySettings, LimitSettings, ServeSettings, VerifySettings)
+def serve(
+    sync: SyncSettings, registry: RegistrySettings, limits: LimitSettings, server: ServeSettings, verify: VerifySettings
+) -> None:
     """Sync REPO (or the console's registry) into DIR as 'specman sync' does, and serve DIR's merged view over HTTPS."""
     configure_logging(click.get_current_context())
     server.listener()  # a bad --listen is a usage error before anything else
     token_env = server.check()
+    verifier = verify.verifier()
     source = sync.open_source(registry, long_running=True)
     try:
         store = Store(sync.data_dir)
         loop = SyncService(
-            source, store, sync.config(limits), interval_of(source, sync), SyncStatus(source.display), threading.Event()
+            source,
+            store,
+            sync.config(limits),
+            interval_of(source, sync),
+            SyncStatus(source.display),
+            threading.Event(),
+            verifier,
         )
         supervisor = Supervisor(
             "serve",

@@ -18,12 +18,14 @@ import click
 from specman import logs
 from specman.cli.options import Duration, LimitSettings, RegistrySettings, open_source
 from specman.cli.settings import Settings, arg, opt, uses
+from specman.cli.signature import VerifySettings
 from specman.cli.ui import UI
 from specman.console.client import ConsoleClient
 from specman.errors import SpecmanError, UsageError
 from specman.oci import Repository
 from specman.oci.http import TLSOptions
 from specman.runtime.signals import stop_on_signals
+from specman.signature.policy import Verifier
 from specman.store import Store
 from specman.sync import SyncConfig, SyncResult, TagFilter, reconcile_once, run_loop
 from specman.sync.configdir import ConfigDir
@@ -126,11 +128,16 @@ class SyncSettings(Settings):
         return ConsoleSource(client, options)
 
 
-def reconciler(source: Source, store: Store, config: SyncConfig) -> Callable[[], SyncResult]:
-    """One reconcile of ``store`` against ``source`` (named anew each time for a console or config dir)."""
+def reconciler(
+    source: Source, store: Store, config: SyncConfig, verifier: Verifier | None = None
+) -> Callable[[], SyncResult]:
+    """One reconcile of ``store`` against ``source`` (named anew each time for a console or config dir);
+    ``verifier`` (``--verify``) is kept across reconciles, the console's policy replaces it when it sets one."""
 
     def reconcile() -> SyncResult:
-        return reconcile_once(source() if isinstance(source, ConsoleSource | ConfigDir) else source, store, config)
+        repository = source() if isinstance(source, ConsoleSource | ConfigDir) else source
+        policy = source.verifier(verifier) if isinstance(source, ConsoleSource) else verifier
+        return reconcile_once(repository, store, config, verifier=policy)
 
     return reconcile
 
@@ -153,20 +160,27 @@ def _print_summary(ui: UI, result: SyncResult) -> None:
 
 
 @click.command()
-@uses(SyncSettings, RegistrySettings, LimitSettings)
+@uses(SyncSettings, RegistrySettings, LimitSettings, VerifySettings)
 @click.option("--once", is_flag=True, envvar="SPECMAN_ONCE", help="One reconcile, then exit (1 if anything failed).")
 @click.pass_context
 def sync(
-    ctx: click.Context, /, sync: SyncSettings, registry: RegistrySettings, limits: LimitSettings, once: bool
+    ctx: click.Context,
+    /,
+    sync: SyncSettings,
+    registry: RegistrySettings,
+    limits: LimitSettings,
+    verify: VerifySettings,
+    once: bool,
 ) -> None:
     """Reconcile the data directory DIR with the tags of REPO (HOST[:PORT]/NAME, or a layout path), or of the
     registry the console names (--console)."""
     ui: UI = ctx.obj
     configure_logging(ctx)
+    verifier = verify.verifier()  # a bad key file is a usage error before the data dir is touched
     source = sync.open_source(registry, long_running=not once)
     try:
         with Store(sync.data_dir) as store:
-            reconcile = reconciler(source, store, sync.config(limits))
+            reconcile = reconciler(source, store, sync.config(limits), verifier)
             if once:
                 result = reconcile()
                 _print_summary(ui, result)

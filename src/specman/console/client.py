@@ -15,6 +15,7 @@ import httpx
 
 from specman.errors import ConsoleError, UsageError
 from specman.oci.http import TLSOptions, make_client, map_transport_errors
+from specman.signature.policy import PolicySpec
 
 __all__ = ["ConsoleClient", "SpectroSource"]
 
@@ -33,6 +34,7 @@ class SpectroSource:
     password: str = field(default="", repr=False)
     ca_cert: str | None = None
     insecure: bool = False
+    verify: PolicySpec = field(default_factory=PolicySpec)  # the signature policy the registry carries
 
     @property
     def reference(self) -> str:
@@ -136,4 +138,13 @@ class ConsoleClient:
             password=_text(body, "password", required=False),
             ca_cert=ca if isinstance(ca, str) and ca.strip() else None,
             insecure=body.get("insecureSkipVerify") is True,
+            verify=_policy(body),
         )
+
+
+def _policy(body: dict[str, Any]) -> PolicySpec:
+    """The registry's signature policy; ConsoleError when it is unusable (a sync must not run without it)."""
+    try:
+        return PolicySpec.from_json({k: body[k] for k in ("verify", "verifyKeys", "verifyTags") if k in body})
+    except UsageError as exc:
+        raise ConsoleError(f"console: {SOURCE_PATH}: signature policy: {exc}") from None

@@ -84,4 +84,8 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         validated_at REAL NOT NULL
     );
     """,
+    # 3: the signature policy a registry carries (serve --console follows it): PolicySpec as JSON, '' = off
+    """
+    ALTER TABLE registries ADD COLUMN verify_policy TEXT NOT NULL DEFAULT '';
+    """,
 )

@@ -60,6 +60,17 @@ def _op(summary: str, responses: dict[str, Any], *, secured: bool = True, **extr
     return op
 
 
+_POLICY_PROPS: Final[dict[str, Any]] = {
+    "verify": {
+        "type": "string",
+        "enum": ["off", "audit", "required"],
+        "description": "Signature policy serve --console follows (omitted on PUT keeps the stored policy).",
+    },
+    "verifyKeys": {"type": "array", "maxItems": 16, "items": {"type": "string", "description": "PEM public key"}},
+    "verifyTags": {"type": "array", "items": {"type": "string", "description": "tag glob"}},
+}
+
+
 def _schemas() -> dict[str, Any]:
     registry_props = {
         "name": {"type": "string", "minLength": 1, "maxLength": 128},
@@ -73,6 +84,7 @@ def _schemas() -> dict[str, Any]:
         "caCert": {"type": "string", "description": "PEM CA certificates to trust"},
         "insecureSkipVerify": _BOOL,
         "containsSpectroManifests": {"type": "boolean", "description": "At most one registry (409 otherwise)."},
+        **_POLICY_PROPS,
     }
     run = _obj(
         ["id", "state", "queuedAt", "startedAt", "endedAt", "items", "error"],
@@ -135,6 +147,7 @@ def _schemas() -> dict[str, Any]:
                 "uid": _STR,
                 **{k: v for k, v in registry_props.items() if k != "password"},
                 "passwordSet": _BOOL,
+                "verifyKeyFingerprints": {"type": "array", "items": _STR, "description": "sha256 of each key's SPKI"},
                 "createdAt": _TIME,
                 "updatedAt": _TIME,
                 "lastValidation": {
@@ -157,7 +170,7 @@ def _schemas() -> dict[str, Any]:
                         {
                             "name": {
                                 "type": "string",
-                                "enum": ["endpoint", "reachable", "tls", "credentials", "repository"],
+                                "enum": ["endpoint", "reachable", "tls", "credentials", "repository", "signatures"],
                             },
                             "ok": _BOOL,
                             "message": _STR,
@@ -213,6 +226,7 @@ def _schemas() -> dict[str, Any]:
                 "password": _STR,
                 "caCert": _STR,
                 "insecureSkipVerify": _BOOL,
+                **_POLICY_PROPS,
                 "updatedAt": _TIME,
             },
         ),

@@ -47,6 +47,7 @@ CHECK_LABELS: Final = {
     "tls": "TLS",
     "credentials": "Credentials",
     "repository": "Repository",
+    "signatures": "Signatures",
 }
 _JOB_TEXT: Final = {
     "instanceTypes": "Cloud instance types from the SCAR endpoint (cloud-types/<cloud>/instance-types.json)",

@@ -11,7 +11,9 @@ other specman command) and answers a list of ``Check(name, ok, message)``:
   because ``insecureSkipVerify``);
 * ``credentials`` — the registry accepted the credentials (``/v2/`` with Basic or a bearer token);
 * ``repository`` — only with ``containsSpectroManifests``: ``spectro-packs/spectro-manifests/manifest`` exists
-  and has tags (a tag list, which token registries authorise per repository).
+  and has tags (a tag list, which token registries authorise per repository);
+* ``signatures`` — only with ``containsSpectroManifests`` and a signature policy (``verify`` audit or required): the
+  versions the policy covers are signed by one of its keys (``specman.signature.validate``).
 
 Checks after a failed one are reported as not checked.  The registry's credentials are the only ones used: the
 console never falls back to its own environment or docker ``config.json``.
@@ -32,6 +34,8 @@ from specman.errors import (
     UsageError,
 )
 from specman.oci import Credentials, RegistryAuth, RegistryClient, RetryPolicy, TLSOptions, parse_reference
+from specman.signature.policy import PolicySpec
+from specman.signature.validate import check_signatures
 
 __all__ = ["SPECTRO_REPOSITORY", "Check", "RegistryTarget", "check_registry", "parse_endpoint"]
 
@@ -78,6 +82,7 @@ class RegistryTarget:
     ca_cert: str = ""
     insecure: bool = False
     contains_spectro_manifests: bool = False
+    verify: PolicySpec = field(default_factory=PolicySpec)
 
 
 def _is_tls_failure(exc: TransportError) -> bool:
@@ -146,6 +151,8 @@ def _repository(client: RegistryClient, checks: list[Check]) -> list[Check]:
 def check_registry(target: RegistryTarget) -> list[Check]:
     """Validate ``target`` against the real registry (blocking; a few seconds at most per unreachable host)."""
     later = ["repository"] if target.contains_spectro_manifests else []
+    signed = target.contains_spectro_manifests and target.verify.mode != "off"
+    later += ["signatures"] if signed else []
     try:
         host, plain = parse_endpoint(target.endpoint)
     except ValueError as exc:
@@ -167,7 +174,15 @@ def check_registry(target: RegistryTarget) -> list[Check]:
                 _tls_ok(plain, target.insecure),
                 Check("credentials", True, message),
             ]
-            return _repository(client, checks) if target.contains_spectro_manifests else checks
+            if not target.contains_spectro_manifests:
+                return checks
+            checks = _repository(client, checks)
+            if signed:
+                if not checks[-1].ok:
+                    return [*checks, *_not_checked(["signatures"], "the repository could not be read")]
+                ok, message = check_signatures(client.repository(SPECTRO_REPOSITORY), target.verify.policy())
+                checks.append(Check("signatures", ok, message))
+            return checks
     except TransportError as exc:  # the CA certificate could not be loaded
         return [
             *checks,

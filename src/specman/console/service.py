@@ -8,6 +8,7 @@ of a returned dict, except in ``spectro_source`` — the answer only the service
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import replace
@@ -23,6 +24,35 @@ from specman.console.errors import ApiError
 from specman.console.jobs import JOBS, JobRunner, ScarSource
 from specman.console.registries import SPECTRO_REPOSITORY, RegistryTarget, check_registry, parse_endpoint
 from specman.console.storage import ConflictError, JobRun, RegistryRecord, ScarRecord, Storage, Validation
+from specman.errors import UsageError
+from specman.signature.keys import load_public_key
+from specman.signature.policy import PolicySpec
+
+_POLICY_FIELDS: Final = ("verify", "verifyKeys", "verifyTags")
+
+
+def _policy_fields(body: Fields) -> PolicySpec:
+    """The signature policy fields of a registry body (``verify``, ``verifyKeys`` PEM texts, ``verifyTags``)."""
+    value = {f: body.value[f] for f in _POLICY_FIELDS if f in body}
+    try:
+        return PolicySpec.from_json(value)
+    except UsageError as exc:
+        field = str(exc).partition(":")[0].partition("[")[0]
+        raise invalid(field if field in _POLICY_FIELDS else "verifyKeys", str(exc)) from None
+
+
+def _stored_policy(record: RegistryRecord) -> PolicySpec:
+    try:
+        return PolicySpec.from_json(json.loads(record.verify_policy)) if record.verify_policy else PolicySpec()
+    except (ValueError, UsageError):
+        return PolicySpec()  # written by this code only; a damaged value reads as no policy
+
+
+def _policy_json(record: RegistryRecord) -> dict[str, Any]:
+    spec = _stored_policy(record)
+    fingerprints = [load_public_key(pem.encode(), "key").fingerprint for pem in spec.keys]
+    return {**spec.to_json(), "verifyKeyFingerprints": fingerprints}
+
 
 __all__ = ["Console", "rfc3339"]
 
@@ -121,6 +151,7 @@ class Console:
             "caCert": r.ca_cert,
             "insecureSkipVerify": r.insecure,
             "containsSpectroManifests": r.contains_spectro_manifests,
+            **_policy_json(r),
             "createdAt": rfc3339(r.created_at),
             "updatedAt": rfc3339(r.updated_at),
             "lastValidation": self._validation_json(validation),
@@ -139,6 +170,7 @@ class Console:
             ca_cert=_ca_cert(body),
             insecure=body.boolean("insecureSkipVerify"),
             contains_spectro_manifests=body.boolean("containsSpectroManifests"),
+            verify=_policy_fields(body),
         )
 
     @staticmethod
@@ -160,6 +192,7 @@ class Console:
             contains_spectro_manifests=t.contains_spectro_manifests,
             created_at=created,
             updated_at=time.time(),
+            verify_policy=json.dumps(t.verify.to_json()) if t.verify.mode != "off" or t.verify.keys else "",
         )
 
     @staticmethod
@@ -195,6 +228,8 @@ class Console:
         old = self._existing(uid)
         name = self._name(body)
         target = self._registry_fields(body)
+        if not any(f in body for f in _POLICY_FIELDS):
+            target = replace(target, verify=self._target(old).verify)  # omitted: keep the stored policy
         if "password" in body:
             sealed = self.box.seal(target.password, _registry_context(uid)) if target.password else None
         else:
@@ -241,6 +276,7 @@ class Console:
             record.ca_cert,
             record.insecure,
             record.contains_spectro_manifests,
+            _stored_policy(record),
         )
 
     def validate_stored(self, uid: str) -> dict[str, Any]:
@@ -267,6 +303,7 @@ class Console:
             "password": target.password,
             "caCert": target.ca_cert,
             "insecureSkipVerify": target.insecure,
+            **target.verify.to_json(),
             "updatedAt": rfc3339(record.updated_at),
         }
 

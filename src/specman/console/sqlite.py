@@ -39,6 +39,7 @@ def _registry(row: sqlite3.Row) -> RegistryRecord:
         contains_spectro_manifests=bool(row["spectro"]),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        verify_policy=row["verify_policy"],
     )
 
 
@@ -235,7 +236,8 @@ class SQLiteStorage:
     @staticmethod
     def _registry_values(r: RegistryRecord) -> tuple[Any, ...]:
         spectro = int(r.contains_spectro_manifests)
-        return (r.name, r.endpoint, r.username, r.password, r.ca_cert, int(r.insecure), spectro, r.updated_at)
+        values = (r.name, r.endpoint, r.username, r.password, r.ca_cert, int(r.insecure), spectro, r.verify_policy)
+        return (*values, r.updated_at)
 
     def _conflict(self, record: RegistryRecord) -> ConflictError:
         return _conflict(self._connect(), record)
@@ -245,7 +247,7 @@ class SQLiteStorage:
             with self._write() as c:
                 c.execute(
                     "INSERT INTO registries (uid, name, endpoint, username, password, ca_cert, insecure, spectro, "
-                    "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "verify_policy, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (record.uid, *self._registry_values(record)[:-1], record.created_at, record.updated_at),
                 )
         except sqlite3.IntegrityError:
@@ -257,7 +259,7 @@ class SQLiteStorage:
                 return (
                     c.execute(
                         "UPDATE registries SET name = ?, endpoint = ?, username = ?, password = ?, ca_cert = ?, "
-                        "insecure = ?, spectro = ?, updated_at = ? WHERE uid = ?",
+                        "insecure = ?, spectro = ?, verify_policy = ?, updated_at = ? WHERE uid = ?",
                         (*self._registry_values(record), record.uid),
                     ).rowcount
                     == 1

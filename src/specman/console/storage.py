@@ -62,6 +62,7 @@ class RegistryRecord:
     contains_spectro_manifests: bool = False
     created_at: float = 0.0
     updated_at: float = 0.0
+    verify_policy: str = ""  # JSON of ``specman.signature.policy.PolicySpec`` ("" = off)
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,10 @@ from specman.migrate.reporter import Reporter
 from specman.migrate.source import Source, UrlSource
 from specman.oci import push_artifact
 from specman.oci.client import RemoteRepository
+from specman.oci.manifest import OCI_MANIFEST, Descriptor
 from specman.oci.repository import RegistryOptions, Target
+from specman.signature.keys import PrivateKey
+from specman.signature.signing import sign_descriptor
 
 __all__ = ["Migration", "MigrationPlan"]
 
@@ -64,6 +67,7 @@ class MigrationPlan:
     timeout: float = 300.0
     registry_name: str = "spectro-manifests"
     processes: int = 1  # processes fetching over HTTP (the copy from a SCAR URL, the parity proof)
+    sign_key: PrivateKey | None = field(default=None, repr=False)  # sign the pushed version (cosign .sig tag)
 
 
 class Migration:
@@ -272,6 +276,11 @@ class Migration:
             )
         else:
             self.ui.status(f"Pushed {self.repository.display}:{plan.tag} digest {pushed.digest}")
+        if plan.sign_key is not None:  # also when reused: the same payload replaces its own layer, nothing piles up
+            subject = Descriptor(OCI_MANIFEST, pushed.digest, len(pushed.manifest))
+            signed = sign_descriptor(self.repository, subject, plan.sign_key, reference=self.repository.display)
+            self.summary["signature"] = {"format": signed.format, "tag": signed.location}
+            self.ui.status(f"Signed {pushed.digest} ({signed.location})")
         return pushed.digest
 
     def register(self) -> None:

@@ -130,6 +130,7 @@ class Manifest:
     manifests: tuple[Descriptor, ...] = ()
     annotations: Mapping[str, str] = field(default_factory=dict)
     artifact_type: str | None = None
+    subject: Descriptor | None = None  # OCI 1.1: the manifest this one refers to (a signature, an SBOM...)
 
     @property
     def is_index(self) -> bool:
@@ -173,12 +174,21 @@ def parse_manifest(raw: bytes, media_type: str | None = None, *, where: str = "m
         raise ContentError(f"{where}: annotations must be an object")
     artifact_type = obj.get("artifactType") if isinstance(obj.get("artifactType"), str) else None
     digest = sha256_digest(raw)
+    subject = Descriptor.from_json(obj["subject"], f"{where} subject") if obj.get("subject") is not None else None
     if kind in INDEX_MEDIA_TYPES:
         entries = obj.get("manifests")
         if not isinstance(entries, list):
             raise ContentError(f"{where}: index has no manifests list")
         manifests = tuple(Descriptor.from_json(m, f"{where} manifests[{i}]") for i, m in enumerate(entries))
-        return Manifest(kind, digest, raw, manifests=manifests, annotations=annotations, artifact_type=artifact_type)
+        return Manifest(
+            kind,
+            digest,
+            raw,
+            manifests=manifests,
+            annotations=annotations,
+            artifact_type=artifact_type,
+            subject=subject,
+        )
     if kind not in MANIFEST_MEDIA_TYPES:
         raise ContentError(f"{where}: unsupported media type {kind!r}")
     layers_json = obj.get("layers")
@@ -186,7 +196,9 @@ def parse_manifest(raw: bytes, media_type: str | None = None, *, where: str = "m
         raise ContentError(f"{where}: manifest has no layers list")
     config = Descriptor.from_json(obj.get("config"), f"{where} config")
     layers = tuple(Descriptor.from_json(d, f"{where} layers[{i}]") for i, d in enumerate(layers_json))
-    return Manifest(kind, digest, raw, config, layers, annotations=annotations, artifact_type=artifact_type)
+    return Manifest(
+        kind, digest, raw, config, layers, annotations=annotations, artifact_type=artifact_type, subject=subject
+    )
 
 
 def build_oras_manifest(

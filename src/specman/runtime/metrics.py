@@ -88,6 +88,12 @@ class Metrics:
         self.requests = Counter(
             "specman_http_requests", "HTTP responses, by method and status.", ["method", "status"], registry=reg
         )
+        self.verifications = Counter(
+            "specman_verification",
+            "Signature verifications made by the sync (cached results not counted), by result.",
+            ["result"],
+            registry=reg,
+        )
         self._failures = 0
         self._request_children: dict[tuple[str, int], Any] = {}
 
@@ -101,6 +107,8 @@ class Metrics:
             self.sync_bytes.inc(result.bytes_downloaded)
             for kind in result.failure_kinds.values():
                 self.sync_errors.labels(kind=kind).inc()
+            for outcome, count in result.verification_counts.items():
+                self.verifications.labels(result=outcome).inc(count)
             if result.generation is not None:
                 self.generation.set(result.generation)
                 self.tags.set(len(result.digests))

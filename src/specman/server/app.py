@@ -222,7 +222,11 @@ def _api(reader: StoreReader, service: Service) -> Starlette:
     async def status(request: Request) -> Response:
         body = await anyio.to_thread.run_sync(reader.status)
         head: dict[str, Any] = {"source": service.source, "data_dir": str(reader.data_dir)}
-        return JSONResponse({**head, **body, "sync": service.sync_state()}, headers={"Cache-Control": "no-store"})
+        sync = service.sync_state()
+        signatures = sync.get("signatures") if sync else None
+        verify = sync.get("verify_policy") if sync else None
+        body = {**head, **body, "signatures": signatures or {}, "verify": verify, "sync": sync}
+        return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
     async def status_page(request: Request) -> Response:
         context = await anyio.to_thread.run_sync(status_context, reader, service.source, service.sync_state())

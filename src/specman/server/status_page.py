@@ -93,6 +93,27 @@ def sync_chart(history: Sequence[dict[str, Any]]) -> Markup | None:
     return Markup(svg)  # noqa: S704 - every text inside went through escape()
 
 
+def _signature_cells(entry: Any, digest: str) -> dict[str, Any]:
+    """The signature column of one published tag: its verification (if it is of this digest) and attachments."""
+    if not isinstance(entry, dict):
+        return {"verification": None, "attached": []}
+    verification = entry.get("published")
+    if not isinstance(verification, dict) or verification.get("digest") != digest:
+        verification = None
+    attached = [a for a in entry.get("attached") or [] if isinstance(a, dict) and a.get("subject") == digest]
+    return {"verification": verification, "attached": attached}
+
+
+def _refused(signatures: dict[str, Any], published: dict[str, str]) -> list[dict[str, Any]]:
+    """Versions whose signature check failed (not published under ``required``, or published under ``audit``)."""
+    rows = []
+    for tag, entry in sorted(signatures.items()):
+        verification = entry.get("verification") if isinstance(entry, dict) else None
+        if isinstance(verification, dict) and verification.get("result") != "verified":
+            rows.append({"tag": tag, "served": published.get(tag), **verification})
+    return rows
+
+
 def status_context(store: StoreReader, source: str | None, sync: dict[str, Any] | None) -> dict[str, Any]:
     """What ``status.html`` shows (blocking: reads the generation and version records)."""
     generation = store.current()
@@ -110,7 +131,14 @@ def status_context(store: StoreReader, source: str | None, sync: dict[str, Any] 
                 }
             )
     history = sync.get("history") if sync else None
+    found = sync.get("signatures") if sync else None
+    signatures: dict[str, Any] = found if isinstance(found, dict) else {}
+    published = {str(row["tag"]): str(row["digest"]) for row in tags}
+    for row in tags:
+        row.update(_signature_cells(signatures.get(str(row["tag"])), str(row["digest"])))
     return {
+        "verify": sync.get("verify_policy") if sync else None,
+        "refused": _refused(signatures, published),
         "source": source,
         "generation": generation.number if generation is not None else None,
         "created": generation.created if generation is not None else None,

@@ -3,7 +3,11 @@
 ``STEPS`` runs in order on one ``SyncState``; each step reads what the steps before it left there and adds its
 own part (as Flux's ``ociRepositoryReconcileFunc`` list does)::
 
-    list_tags → filter_tags → resolve_digests → fetch_versions → publish_generation → collect_garbage
+    list_tags → classify_tags → filter_tags → resolve_digests → inspect_manifests → verify_signatures
+              → fetch_versions → publish_generation → collect_garbage
+
+(``classify_tags``, ``inspect_manifests`` and ``verify_signatures`` live in ``specman.sync.verify``: signature tags
+and referrers are set apart, and the ``--verify`` policy is applied before anything is downloaded.)
 
 A step that cannot go on raises ``SyncError`` (made by ``_fail``: a reason and whether a retry can help);
 the runner stops there, nothing is published, and the error propagates after the summary line.  Failures of
@@ -31,8 +35,13 @@ from specman.errors import (
 )
 from specman.oci import Repository, extract_layer_into, reject_container_image, resolve_image_manifest
 from specman.oci.blob import Progress
+from specman.oci.manifest import Manifest
+from specman.signature.discovery import Attachment
+from specman.signature.policy import Verifier
+from specman.signature.result import Verification
 from specman.store import Generation, StorageUsage, Store, Version
 from specman.sync.config import SyncConfig
+from specman.sync.verify import classify_tags, inspect_manifests, verify_signatures
 
 __all__ = ["STEPS", "StartProgress", "SyncResult", "SyncState", "reconcile_once"]
 
@@ -62,6 +71,11 @@ class SyncResult:
     bytes_downloaded: int
     failure_kinds: dict[str, str] = field(default_factory=dict)  # tag -> exception class, as metrics count them
     storage: StorageUsage | None = None  # bytes and inodes of the data dir after this reconcile
+    attached: dict[str, list[dict[str, str]]] = field(default_factory=dict)  # digest -> signatures, SBOMs... of it
+    verifications: dict[str, dict[str, str]] = field(default_factory=dict)  # tag -> Verification.to_json()
+    previous: dict[str, dict[str, str]] = field(default_factory=dict)  # refused tag -> its published digest's
+    verification_counts: dict[str, int] = field(default_factory=dict)  # result -> verifications made (not cached)
+    policy: dict[str, object] | None = None  # the verification policy (``VerifyPolicy.describe``), if any
 
     @property
     def ok(self) -> bool:
@@ -87,6 +101,21 @@ class SyncState:
     removed: list[str] = field(default_factory=list)
     bytes_downloaded: int = 0
     generation: Generation | None = None
+    verifier: Verifier | None = None
+    all_tags: list[str] = field(default_factory=list)  # every listed tag, versions or not
+    attached: list[Attachment] = field(default_factory=list)
+    manifests: dict[str, Manifest] = field(default_factory=dict)  # new tag -> its manifest, read once
+    verifications: dict[str, Verification] = field(default_factory=dict)
+    previous: dict[str, Verification] = field(default_factory=dict)  # refused tag -> its published digest's
+    verification_counts: dict[str, int] = field(default_factory=dict)
+    withheld: set[str] = field(default_factory=set)  # failed tags whose published digest is not verified either
+
+    @property
+    def tag_set(self) -> frozenset[str]:
+        return frozenset(self.all_tags)
+
+    def map(self, func: Callable[[T], R], items: list[T]) -> list[R | SpecmanError]:
+        return _parallel_map(self, func, items)
 
     def fail_tag(self, tag: str, exc: SpecmanError) -> None:
         """Record and log one tag's failure (one line: tag, digest if known, cause)."""
@@ -183,7 +212,7 @@ def publish_generation(state: SyncState) -> None:
     for tag in state.selected:
         if tag not in state.failed:
             wanted[tag] = state.digests[tag]
-        elif tag in before:
+        elif tag in before and tag not in state.withheld:
             wanted[tag] = before[tag]
             log.warning(f"Keeping {tag} at its published digest", extra={"fields": {"digest": before[tag]}})
     listed = set(state.listed)
@@ -216,8 +245,11 @@ def collect_garbage(state: SyncState) -> None:
 
 STEPS: Final[tuple[Step, ...]] = (
     list_tags,
+    classify_tags,
     filter_tags,
     resolve_digests,
+    inspect_manifests,
+    verify_signatures,
     fetch_versions,
     publish_generation,
     collect_garbage,
@@ -228,7 +260,7 @@ def _fetch_one(state: SyncState, tag: str, digest: str) -> tuple[Version, int]:
     """One version into the store: manifest by digest, its single archive layer streamed into ``fill``."""
     log.info(f"Downloading {tag}")
     started = time.monotonic()
-    manifest = resolve_image_manifest(state.source, digest)
+    manifest = state.manifests.pop(tag, None) or resolve_image_manifest(state.source, digest)
     reject_container_image(manifest, f"{tag} ({digest})")
     if len(manifest.layers) != 1:
         raise ContentError(f"{tag} ({digest}) has {len(manifest.layers)} layers; specman syncs one archive layer")
@@ -265,13 +297,16 @@ def reconcile_once(
     *,
     progress: StartProgress | None = None,
     steps: Iterable[Step] = STEPS,
+    verifier: Verifier | None = None,
 ) -> SyncResult:
     """Run ``steps`` once on an open ``store``; return what happened or raise ``SyncError`` (nothing published).
 
     ``SyncResult.ok`` is False when some tags failed; those are in ``failed`` (tag → message) and the others
-    are published.
+    are published.  ``verifier`` applies a signature policy (``specman.signature.policy``); keep one verifier
+    across reconciles so that its results are reused.
     """
     state = SyncState(source, store, config or SyncConfig(), progress)
+    state.verifier = verifier
     started, clock = datetime.now(UTC), time.monotonic()
     log.info("Syncing with OCI repo")
     error: SyncError | None = None
@@ -298,12 +333,24 @@ def reconcile_once(
         bytes_downloaded=state.bytes_downloaded,
         failure_kinds=dict(state.failure_kinds),
         storage=store.usage(),
+        attached=_attached(state),
+        verifications={tag: v.to_json() for tag, v in state.verifications.items()},
+        previous={tag: v.to_json() for tag, v in state.previous.items()},
+        verification_counts=dict(state.verification_counts),
+        policy=verifier.policy.describe() if verifier is not None and verifier.policy.enabled else None,
     )
     _log_summary(result, error)
     if error is not None:
         error.result = result
         raise error
     return result
+
+
+def _attached(state: SyncState) -> dict[str, list[dict[str, str]]]:
+    out: dict[str, list[dict[str, str]]] = {}
+    for item in state.attached:
+        out.setdefault(item.subject, []).append(item.to_json())
+    return out
 
 
 def _log_summary(result: SyncResult, error: SyncError | None) -> None:

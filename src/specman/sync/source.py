@@ -17,6 +17,7 @@ from dataclasses import replace
 from specman.console.client import ConsoleClient, SpectroSource
 from specman.errors import ConsoleError, SpecmanError, SyncError, TransportError
 from specman.oci import RegistryOptions, Repository, open_repository, parse_reference
+from specman.signature.policy import Verifier
 
 __all__ = ["ConsoleSource"]
 
@@ -34,6 +35,7 @@ class ConsoleSource:
         self._source: SpectroSource | None = None
         self._repository: Repository | None = None
         self._unreachable = False
+        self._verifier: Verifier | None = None
 
     def __call__(self) -> Repository:
         try:
@@ -57,6 +59,8 @@ class ConsoleSource:
             self._unreachable = False
             if source == self._source and self._repository is not None:
                 return self._repository
+            if self._source is None or self._source.verify != source.verify:
+                self._verifier = self._build_verifier(source)
             old, self._repository = self._repository, self._open(source)
             self._source = source
         if old is not None:
@@ -65,6 +69,23 @@ class ConsoleSource:
             "Source from the console", extra={"fields": {"repository": source.reference, "username": source.username}}
         )
         return self._repository
+
+    def verifier(self, default: Verifier | None) -> Verifier | None:
+        """The verifier of the next reconcile: the console's policy when its registry carries one (not ``off``),
+        else ``default`` (the ``--verify`` options).  It is built again only when the console's policy changes."""
+        with self._lock:
+            return self._verifier if self._verifier is not None else default
+
+    @staticmethod
+    def _build_verifier(source: SpectroSource) -> Verifier | None:
+        try:
+            policy = source.verify.policy()
+        except SpecmanError as exc:  # checked by the console already; a key this process cannot load: stop
+            message = f"the console's signature policy: {exc}"
+            raise SyncError(message, reason="BadSourceInConsole", retryable=False) from exc
+        if policy.enabled:
+            log.info("Signature policy from the console", extra={"fields": policy.describe()})
+        return Verifier(policy) if policy.enabled else None
 
     def _open(self, source: SpectroSource) -> Repository:
         options = replace(

@@ -26,6 +26,21 @@ def _iso(value: datetime | None) -> str | None:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
 
 
+def signature_status(result: SyncResult) -> dict[str, dict[str, Any]]:
+    """Per tag (selected or published): its verifications and what is attached to the digests it names."""
+    out: dict[str, dict[str, Any]] = {}
+    named = {**result.digests, **{t: v["digest"] for t, v in result.verifications.items()}}
+    for tag in sorted(set(result.digests) | set(result.verifications)):
+        digests = {result.digests.get(tag), named.get(tag)} - {None}
+        attached = [dict(a, subject=d) for d in sorted(x for x in digests if x) for a in result.attached.get(d, [])]
+        verification = result.verifications.get(tag)
+        published = result.previous.get(tag) or verification
+        if published is not None and published.get("digest") != result.digests.get(tag):
+            published = None
+        out[tag] = {"verification": verification, "published": published, "attached": attached}
+    return out
+
+
 @dataclass
 class SyncStatus:
     """The sync loop's state as ``/_specman/status`` and ``/readyz`` show it."""
@@ -41,6 +56,10 @@ class SyncStatus:
     consecutive_failures: int = 0
     runs: int = 0
     failed_tags: dict[str, str] = field(default_factory=dict)
+    # tag -> {"verification": of the digest the registry names now, "published": of the digest served,
+    #         "attached": [{"tag", "kind", "subject", "digest"?}, ...]}  (verifications: Verification.to_json())
+    signatures: dict[str, dict[str, Any]] = field(default_factory=dict)
+    verify_policy: dict[str, Any] | None = None  # VerifyPolicy.describe() when verification is on
     # the last HISTORY_MAX reconciles, oldest first: {"finished", "duration", "ok", "downloaded", "served"}
     history: list[dict[str, Any]] = field(default_factory=list)
 
@@ -69,6 +88,7 @@ class SyncStatus:
             self.last_started, self.last_finished = _iso(result.started), _iso(result.finished)
             self.last_duration = round(result.duration, 3)
             self.failed_tags = dict(result.failed)
+            self.signatures, self.verify_policy = signature_status(result), result.policy
         else:  # failed before a reconcile could start (the console did not name a source)
             self.last_started = self.last_finished = _iso(now)
             self.last_duration = 0.0

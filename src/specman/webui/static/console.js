@@ -2,12 +2,16 @@
 // No framework, no build step. Text from the server is only ever set with textContent (never innerHTML).
 "use strict";
 
+// the PEM public keys in a text area (several may be pasted one after the other)
+const PEM_PUBLIC_KEY = /-----BEGIN PUBLIC KEY-----[\s\S]*?-----END PUBLIC KEY-----/g;
+
 const CHECK_LABELS = {
   endpoint: "Endpoint",
   reachable: "Reachable",
   tls: "TLS",
   credentials: "Credentials",
   repository: "Repository",
+  signatures: "Signatures",
 };
 
 class ApiError extends Error {
@@ -206,6 +210,9 @@ function setupRegistries() {
       caCert: fields.caCert.value,
       insecureSkipVerify: fields.insecureSkipVerify.checked,
       containsSpectroManifests: fields.containsSpectroManifests.checked,
+      verify: fields.verify.value,
+      verifyKeys: fields.verifyKeys.value.match(PEM_PUBLIC_KEY) || [],
+      verifyTags: fields.verifyTags.value.split(/\s+/).filter((t) => t !== ""),
     };
     // write-only password: empty means "unchanged" for a stored registry
     if (fields.password.value !== "" || editing === null) body.password = fields.password.value;
@@ -247,6 +254,9 @@ function setupRegistries() {
     fields.caCert.value = registry ? registry.caCert : "";
     fields.insecureSkipVerify.checked = registry ? registry.insecureSkipVerify : false;
     fields.containsSpectroManifests.checked = registry ? registry.containsSpectroManifests : false;
+    fields.verify.value = registry && registry.verify ? registry.verify : "off";
+    fields.verifyKeys.value = registry && registry.verifyKeys ? registry.verifyKeys.join("\n") : "";
+    fields.verifyTags.value = registry && registry.verifyTags ? registry.verifyTags.join(" ") : "";
     $("validation").hidden = true;
     showError($("form-error"), null);
     markInvalid(null);
