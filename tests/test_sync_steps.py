@@ -27,6 +27,7 @@ from specman.sync.reconcile import (
     publish_generation,
     resolve_digests,
 )
+from specman.sync.verify import classify_tags, inspect_manifests, verify_signatures
 from tests.fixtures.registry import Registry, free_port
 from tests.test_sync import push_tree, remote
 
@@ -42,7 +43,42 @@ def state_of(repo: Repository, store: Store, **config: object) -> SyncState:
 
 
 def test_steps_run_in_the_documented_order() -> None:
-    assert (list_tags, filter_tags, resolve_digests, fetch_versions, publish_generation, collect_garbage) == STEPS
+    documented = (
+        list_tags,
+        classify_tags,
+        filter_tags,
+        resolve_digests,
+        inspect_manifests,
+        verify_signatures,
+        fetch_versions,
+        publish_generation,
+        collect_garbage,
+    )
+    assert documented == STEPS
+
+
+HEX = "ab" * 32
+
+
+@pytest.mark.parametrize(
+    ("listed", "versions", "kinds"),
+    [
+        (["1.0.0", "2.0.0"], ["1.0.0", "2.0.0"], []),
+        (["1.0.0", f"sha256-{HEX}.sig"], ["1.0.0"], ["signature"]),
+        ([f"sha256-{HEX}.att", f"sha256-{HEX}.sbom", "0.0.0"], ["0.0.0"], ["attestation", "sbom"]),
+        ([f"sha256-{HEX}", "0.0.0"], ["0.0.0"], ["referrers"]),
+        (["sha256-not-hex.sig", "latest"], ["sha256-not-hex.sig", "latest"], []),
+    ],
+    ids=["versions-only", "cosign-signature", "attestation-and-sbom", "referrers-index", "look-alike"],
+)
+def test_classify_tags(listed: list[str], versions: list[str], kinds: list[str], tmp_path: Path) -> None:
+    """classify_tags needs no registry: tags that are not versions leave ``listed`` for ``attached``."""
+    with Store(tmp_path / "data", durable=False) as store:
+        state = state_of(None, store)  # type: ignore[arg-type]
+        state.listed = list(listed)
+        classify_tags(state)
+        assert state.listed == versions
+        assert sorted(a.kind for a in state.attached) == kinds
 
 
 @dataclass
