@@ -20,6 +20,7 @@ the boundary where they enter (see ``specman.oci.http.map_transport_errors``), s
     │   ├── LimitExceededError      too many bytes or files (bomb protection)
     │   └── CorruptArchiveError     truncated or malformed stream, unknown compression
     ├── CredentialsError        docker config / credential helper problems
+    │   └── ProviderError           a cloud provider (AWS) could not give a registry password (carries retryable)
     ├── StoreError              the data directory: in use by another specman, disk full, damaged state
     ├── ConsoleError            the console's system API refused a request or answered nonsense (carries status)
     ├── MigrationError          ``migrate`` stopped: a preflight check, the parity proof or the jobs did not hold
@@ -43,6 +44,7 @@ __all__ = [
     "MigrationError",
     "NotFoundError",
     "ProtocolError",
+    "ProviderError",
     "RateLimitedError",
     "RegistryError",
     "SpecmanError",
@@ -135,6 +137,17 @@ class CorruptArchiveError(ArchiveError):
 
 class CredentialsError(SpecmanError):
     """Docker config or a credential helper failed."""
+
+
+class ProviderError(CredentialsError):
+    """A cloud credential provider (``--provider aws``) could not produce a registry password: no cloud
+    credentials, credentials the cloud refused, a region it cannot tell, its API unreachable.  The message names
+    the cloud and never a secret; ``retryable`` says whether trying again later can fix it (API unreachable,
+    throttled: yes; no or refused credentials: no — a sync still retries, and recovers once they work)."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 class ConsoleError(SpecmanError):

@@ -26,6 +26,7 @@ from typing import Final, TypeVar
 from specman.archive import ExtractLimits
 from specman.errors import (
     ContentError,
+    ProviderError,
     RateLimitedError,
     RegistryError,
     SpecmanError,
@@ -109,6 +110,8 @@ def _retryable(exc: SpecmanError) -> bool:
     """Can trying again later fix ``exc``?  Network, throttling, server-side and disk problems: yes."""
     if isinstance(exc, TransportError | RateLimitedError | StoreError):
         return True
+    if isinstance(exc, ProviderError):
+        return exc.retryable
     return isinstance(exc, RegistryError) and (exc.status or 0) >= 500
 
 
