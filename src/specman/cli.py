@@ -230,12 +230,15 @@ def login(
     username_file: Path | None,
     password_stdin: bool,
     password_file: Path | None,
+    provider: str,
     plain_http: bool,
     insecure: bool,
     ca_file: str | None,
 ) -> None:
     """Check credentials against REGISTRY and save them in the docker config.json."""
     host = _registry_host(registry)
+    if provider == "aws":
+        raise UsageError("with --provider aws there is nothing to log in to: the password comes from AWS at each use")
     if username_file is not None:
         username = username or read_secret_file(username_file, "--username-file").strip()
     password = read_password(password_stdin, password_file)

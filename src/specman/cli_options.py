@@ -18,6 +18,7 @@ import click
 from specman.archive import ExtractLimits
 from specman.errors import SpecmanError, UsageError
 from specman.oci import RegistryOptions, Repository, open_target
+from specman.oci.providers import PROVIDERS
 
 __all__ = [
     "ByteSize",
@@ -82,6 +83,15 @@ _CONNECTION_OPTIONS = [
         type=click.Path(dir_okay=False, path_type=Path),
         help="Read the registry password from a file.",
     ),
+    click.option(
+        "--provider",
+        type=click.Choice(PROVIDERS),
+        default="auto",
+        show_default=True,
+        envvar="SPECMAN_PROVIDER",
+        help="Registry password from a cloud identity: aws (ECR GetAuthorizationToken with the AWS credential "
+        "chain); auto uses aws for ECR host names; generic: flags, environment, docker config.",
+    ),
     click.option("--plain-http", is_flag=True, envvar="SPECMAN_PLAIN_HTTP", help="Talk plain HTTP to the registry."),
     click.option("--insecure", is_flag=True, envvar="SPECMAN_INSECURE", help="Skip TLS certificate verification."),
     click.option(
@@ -139,6 +149,7 @@ def registry_options_from(kw: dict[str, Any], *, files_may_appear: bool = False)
         insecure=kw.pop("insecure"),
         ca_file=kw.pop("ca_file"),
         oci_layout=kw.pop("oci_layout"),
+        provider=kw.pop("provider"),
     )
 
 
