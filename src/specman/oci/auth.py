@@ -14,7 +14,8 @@ One ``RegistryAuth`` serves every host of a client:
 * a ``401`` — or a ``403``, as ECR answers — on a cached token gets one fresh token and one retry;
 * credentials from a provider (``specman.oci.providers``: AWS ECR) are short-lived: they are looked up again at
   their ``refresh_at``, and a ``401``/``403`` on them tells the provider (``on_refused``) and retries once with
-  the new ones.
+  the new ones; they go as Basic with the first request (``preemptive_basic``), so a provider's failure is known
+  before the registry is contacted.
 
 The credentials come from a callable ``host -> Credentials | None`` so that flags, environment and docker
 config are consulted lazily, only for hosts that ask.  Secrets never appear in exceptions or reprs.
@@ -128,6 +129,7 @@ class RegistryAuth(httpx.Auth):
         *,
         oauth2: bool = False,
         on_refused: Callable[[str, Credentials], None] | None = None,
+        preemptive_basic: bool = False,
     ) -> None:
         if isinstance(credentials, Credentials) or credentials is None:
             fixed = credentials
@@ -136,6 +138,7 @@ class RegistryAuth(httpx.Auth):
             self._lookup = credentials
         self.oauth2 = oauth2
         self._on_refused = on_refused
+        self._preemptive = preemptive_basic  # a provider's registry (ECR) takes Basic: send it with the first request
         self._lock = threading.Lock()
         self._tokens: dict[tuple[str, str, str], _Token] = {}
         self._challenges: dict[str, Challenge] = {}
@@ -194,7 +197,7 @@ class RegistryAuth(httpx.Auth):
             known = self._challenges.get(host)
         applied = ""
         used: Credentials | None = None
-        if known is not None and known.scheme == "basic":
+        if (known is None and self._preemptive) or (known is not None and known.scheme == "basic"):
             used = self._set_basic(request, host)
             applied = "basic" if used else ""
         elif known is not None and scope:
@@ -207,7 +210,13 @@ class RegistryAuth(httpx.Auth):
 
         fresh = widened = renewed = False
         while response.status_code in (401, 403):
-            if applied == "basic" and not renewed and self._renew(host, used):
+            basic = response.headers.get("WWW-Authenticate", "").lower().startswith("basic")
+            if (
+                applied == "basic"
+                and (basic or response.status_code == 403)
+                and not renewed
+                and self._renew(host, used)
+            ):
                 renewed = True  # a provider's password expired or was revoked: once more with a new one
                 used = self._set_basic(request, host)
                 response = yield request

@@ -149,7 +149,9 @@ def open_repository(ref: Reference, options: RegistryOptions) -> Repository:
     """A ``RemoteRepository`` for ``ref`` with a client built from ``options``."""
     provider = options.provider_for(ref.api_host)
     if provider is not None:
-        auth = RegistryAuth(provider.credentials, oauth2=options.oauth2, on_refused=provider.refused)
+        auth = RegistryAuth(
+            provider.credentials, oauth2=options.oauth2, on_refused=provider.refused, preemptive_basic=True
+        )
     else:
         auth = RegistryAuth(options.credentials_for, oauth2=options.oauth2)
     client = RegistryClient(ref.api_host, tls=options.tls, auth=auth, retry=options.retry, timeout=options.timeout)

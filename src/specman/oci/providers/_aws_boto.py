@@ -7,6 +7,7 @@ Imported only by ``AwsProvider()``: botocore's import costs ~0.2 s, which comman
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Final
 
@@ -51,10 +52,13 @@ class _FixedProvider(botocore.credentials.CredentialProvider):
         return self._credentials
 
 
-def make_session(settings: AwsSettings) -> botocore.session.Session:
-    """A botocore session: the standard credential chain, or ``settings``' keys and/or role (assumed with STS,
-    refreshed by botocore before it expires)."""
+def make_session(settings: AwsSettings, region: str) -> botocore.session.Session:
+    """A botocore session: the standard credential chain, or ``settings``' keys and/or role (assumed with STS in
+    ``region``, refreshed by botocore before it expires).  ``AWS_REGION`` (which EKS sets, and the other SDKs read)
+    counts as the default region when ``AWS_DEFAULT_REGION`` and the profile give none."""
     session = botocore.session.Session()
+    if not session.get_config_variable("region") and os.environ.get("AWS_REGION"):
+        session.set_config_variable("region", os.environ["AWS_REGION"])
     source: botocore.credentials.Credentials | None = None
     if settings.access_key_id or settings.secret_access_key:
         if not (settings.access_key_id and settings.secret_access_key):
@@ -71,8 +75,14 @@ def make_session(settings: AwsSettings) -> botocore.session.Session:
         extra: dict[str, Any] = {"RoleSessionName": "specman"}
         if settings.external_id:
             extra["ExternalId"] = settings.external_id
+        sts_region = region or session.get_config_variable("region") or "us-east-1"
+
+        def sts_client(service: str, **kwargs: Any) -> BaseClient:
+            kwargs["region_name"] = kwargs.get("region_name") or sts_region
+            return session.create_client(service, **kwargs)
+
         fetcher = botocore.credentials.AssumeRoleCredentialFetcher(
-            client_creator=session.create_client, source_credentials=base, role_arn=settings.role_arn, extra_args=extra
+            client_creator=sts_client, source_credentials=base, role_arn=settings.role_arn, extra_args=extra
         )
         source = botocore.credentials.DeferredRefreshableCredentials(
             refresh_using=fetcher.fetch_credentials, method="assume-role"

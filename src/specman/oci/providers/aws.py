@@ -25,7 +25,6 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-import os
 import re
 import threading
 import time
@@ -136,7 +135,7 @@ class AwsProvider:
         ecr = parse_ecr_host(host)
         if ecr is not None:
             return ecr, f"{ecr.region}/{ecr.account}"
-        region = self.settings.region or os.environ.get("AWS_REGION") or self._session_region()
+        region = self.settings.region or self._session_region()
         if not region:
             raise ProviderError(
                 f"AWS: cannot tell the region of registry {host} (not an ECR host name): "
@@ -146,7 +145,7 @@ class AwsProvider:
 
     def _session_region(self) -> str:
         with self._boto.mapped("reading the AWS configuration", "", self.settings):
-            return str(self._get_session().get_config_variable("region") or "")
+            return str(self._get_session("").get_config_variable("region") or "")
 
     # -- credentials -----------------------------------------------------------------------------------------------
     def credentials(self, host: str) -> Credentials:
@@ -209,10 +208,11 @@ class AwsProvider:
         return _Token(creds, expires_at, asked + reuse)
 
     # -- botocore ----------------------------------------------------------------------------------------------------
-    def _get_session(self) -> Session:
+    def _get_session(self, region: str) -> Session:
+        """The one session of this provider (``region``: where to call STS for a role, when one is assumed)."""
         with self._session_lock:
             if self._session is None:
-                self._session = self._boto.make_session(self.settings)
+                self._session = self._boto.make_session(self.settings, region)
             return self._session
 
     def _client(self, ecr: EcrHost) -> BaseClient:
@@ -220,6 +220,6 @@ class AwsProvider:
         client = self._clients.get(key)
         if client is None:
             with self._boto.mapped("creating the ECR client", "", self.settings):
-                client = self._boto.ecr_client(self._get_session(), ecr.region, ecr.fips, ecr.dualstack)
+                client = self._boto.ecr_client(self._get_session(ecr.region), ecr.region, ecr.fips, ecr.dualstack)
             self._clients[key] = client
         return client
