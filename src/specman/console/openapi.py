@@ -60,6 +60,18 @@ def _op(summary: str, responses: dict[str, Any], *, secured: bool = True, **extr
     return op
 
 
+_AWS_PROPS: dict[str, Any] = {
+    "authType": {
+        "type": "string",
+        "enum": ["basic", "ecr"],
+        "description": "basic: username and password; ecr: the password comes from AWS ECR GetAuthorizationToken.",
+    },
+    "awsAccessKeyId": {"type": "string", "description": "ecr: an IAM access key id (with awsSecretAccessKey)."},
+    "awsRoleArn": {"type": "string", "description": "ecr: a role to assume with STS (Palette's STS method)."},
+    "awsExternalId": {"type": "string", "description": "ecr: the external ID the role's trust policy requires."},
+}
+
+
 def _schemas() -> dict[str, Any]:
     registry_props = {
         "name": {"type": "string", "minLength": 1, "maxLength": 128},
@@ -73,6 +85,8 @@ def _schemas() -> dict[str, Any]:
         "caCert": {"type": "string", "description": "PEM CA certificates to trust"},
         "insecureSkipVerify": _BOOL,
         "containsSpectroManifests": {"type": "boolean", "description": "At most one registry (409 otherwise)."},
+        **_AWS_PROPS,
+        "awsSecretAccessKey": {"type": "string", "description": "Write-only; omitted on PUT keeps the stored one."},
     }
     run = _obj(
         ["id", "state", "queuedAt", "startedAt", "endedAt", "items", "error"],
@@ -133,8 +147,9 @@ def _schemas() -> dict[str, Any]:
         "Registry": _all(
             {
                 "uid": _STR,
-                **{k: v for k, v in registry_props.items() if k != "password"},
+                **{k: v for k, v in registry_props.items() if k not in ("password", "awsSecretAccessKey")},
                 "passwordSet": _BOOL,
+                "awsSecretAccessKeySet": _BOOL,
                 "createdAt": _TIME,
                 "updatedAt": _TIME,
                 "lastValidation": {
@@ -213,6 +228,9 @@ def _schemas() -> dict[str, Any]:
                 "password": _STR,
                 "caCert": _STR,
                 "insecureSkipVerify": _BOOL,
+                **_AWS_PROPS,
+                "awsSecretAccessKey": _STR,
+                "awsSecretAccessKeySet": _BOOL,
                 "updatedAt": _TIME,
             },
         ),

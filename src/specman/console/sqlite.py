@@ -39,6 +39,11 @@ def _registry(row: sqlite3.Row) -> RegistryRecord:
         contains_spectro_manifests=bool(row["spectro"]),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        auth_type=row["auth_type"],
+        aws_access_key_id=row["aws_access_key_id"],
+        aws_secret=row["aws_secret"],
+        aws_role_arn=row["aws_role_arn"],
+        aws_external_id=row["aws_external_id"],
     )
 
 
@@ -234,14 +239,16 @@ class SQLiteStorage:
     @staticmethod
     def _registry_values(r: RegistryRecord) -> tuple[Any, ...]:
         spectro = int(r.contains_spectro_manifests)
-        return (r.name, r.endpoint, r.username, r.password, r.ca_cert, int(r.insecure), spectro, r.updated_at)
+        aws = (r.auth_type, r.aws_access_key_id, r.aws_secret, r.aws_role_arn, r.aws_external_id)
+        return (r.name, r.endpoint, r.username, r.password, r.ca_cert, int(r.insecure), spectro, *aws, r.updated_at)
 
     def insert_registry(self, record: RegistryRecord) -> None:
         try:
             with self._write() as c:
                 c.execute(
                     "INSERT INTO registries (uid, name, endpoint, username, password, ca_cert, insecure, spectro, "
-                    "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "auth_type, aws_access_key_id, aws_secret, aws_role_arn, aws_external_id, "
+                    "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (record.uid, *self._registry_values(record)[:-1], record.created_at, record.updated_at),
                 )
         except sqlite3.IntegrityError as exc:
@@ -253,7 +260,8 @@ class SQLiteStorage:
                 return (
                     c.execute(
                         "UPDATE registries SET name = ?, endpoint = ?, username = ?, password = ?, ca_cert = ?, "
-                        "insecure = ?, spectro = ?, updated_at = ? WHERE uid = ?",
+                        "insecure = ?, spectro = ?, auth_type = ?, aws_access_key_id = ?, aws_secret = ?, "
+                        "aws_role_arn = ?, aws_external_id = ?, updated_at = ? WHERE uid = ?",
                         (*self._registry_values(record), record.uid),
                     ).rowcount
                     == 1

@@ -87,8 +87,8 @@ class RegistryOptions:
         env = (os.environ.get("SPECMAN_USERNAME"), os.environ.get("SPECMAN_PASSWORD"))
         return any(v is not None and v != "" for v in given) or any(env)
 
-    def provider_for(self, host: str) -> CredentialProvider | None:
-        """The cloud credential provider for ``host``, or None for flags → environment → docker config."""
+    def provider_name(self, host: str) -> str:
+        """The provider ``host`` gets: ``generic`` (flags → environment → docker config), or a cloud's name."""
         if self.provider not in PROVIDERS:
             raise UsageError(f"--provider must be one of {', '.join(PROVIDERS)}, got {self.provider!r}")
         name = self.provider
@@ -100,6 +100,11 @@ class RegistryOptions:
                 f"--provider {name} gets the registry password from {name.upper()}: "
                 "drop the username/password options (and SPECMAN_USERNAME/SPECMAN_PASSWORD)"
             )
+        return name
+
+    def provider_for(self, host: str) -> CredentialProvider | None:
+        """The cloud credential provider for ``host`` (its SDK imported now), or None for ``generic``."""
+        name = self.provider_name(host)
         return None if name == "generic" else make_provider(name, aws=self.aws)
 
     @property
