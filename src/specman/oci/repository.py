@@ -82,10 +82,11 @@ class RegistryOptions:
 
     @property
     def explicit_credentials(self) -> bool:
-        """A username or password given by flag, file or ``SPECMAN_USERNAME``/``SPECMAN_PASSWORD``."""
-        given = (self.username, self.password, self.username_file, self.password_file)
+        """A username or password given by flag, ``SPECMAN_USERNAME``/``SPECMAN_PASSWORD``, or a username/password
+        file that exists (the Kubernetes base mounts an optional Secret: absent, an ECR source uses AWS)."""
+        files = (self.username_file, self.password_file)
         env = (os.environ.get("SPECMAN_USERNAME"), os.environ.get("SPECMAN_PASSWORD"))
-        return any(v is not None and v != "" for v in given) or any(env)
+        return bool(self.username or self.password) or any(f is not None and f.exists() for f in files) or any(env)
 
     def provider_name(self, host: str) -> str:
         """The provider ``host`` gets: ``generic`` (flags → environment → docker config), or a cloud's name."""
