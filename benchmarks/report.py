@@ -274,7 +274,7 @@ def split_serve_section(doc: str) -> tuple[str, str | None]:
     return split_section(doc, "serve")
 
 
-SECTIONS = ("serve", "migrate")  # written by serve.py and migrate.py; run.py writes the rest
+SECTIONS = ("serve", "migrate", "startup")  # written by serve.py, migrate.py, startup.py; run.py writes the rest
 
 
 def write_outside_serve_section(path: Path, doc: str) -> None:
