@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from report import write_section
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -53,6 +55,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--before", type=Path, help="the src directory of another specman tree to compare")
+    parser.add_argument("--output", type=Path, help="write the table as the startup block of this file too")
     args = parser.parse_args()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SPECMAN_"))}
     env["AWS_EC2_METADATA_DISABLED"] = "true"
@@ -76,13 +79,20 @@ def main() -> None:
         for _ in range(args.runs):
             for name, command, case_env in cases:
                 results[name].append(_measure(command, case_env))
-    print(f"{args.runs} runs each, {os.cpu_count()} CPUs, {sys.version.split()[0]}\n")
-    print("| command | median s | min–max s | peak RSS MiB |")
-    print("|---|---:|---:|---:|")
+    lines = [
+        f"{args.runs} runs each, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}",
+        "",
+        "| command | median s | min–max s | peak RSS MiB |",
+        "|---|---:|---:|---:|",
+    ]
     for name, samples in results.items():
         times = [t for t, _ in samples]
         rss = max(r for _, r in samples)
-        print(f"| {name} | {statistics.median(times):.3f} | {min(times):.3f}–{max(times):.3f} | {rss:.1f} |")
+        lines.append(f"| {name} | {statistics.median(times):.3f} | {min(times):.3f}–{max(times):.3f} | {rss:.1f} |")
+    table = "\n".join(lines)
+    print(table)
+    if args.output is not None:
+        write_section(args.output, "## Start-up: botocore only for AWS registries\n\n" + table, "startup")
 
 
 if __name__ == "__main__":
