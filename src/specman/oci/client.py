@@ -105,13 +105,14 @@ class RegistryClient:
                         f"(HTTP {response.status_code}, also after a fresh one)",
                         status=response.status_code,
                         code="UNAUTHORIZED" if response.status_code == 401 else "DENIED",
+                        hint="check what this identity may do on the repository (its IAM policy)",
                     )
                 if refused and creds is None:
                     raise AuthenticationError(
-                        f"{what}: unauthorized: {self.host} requires credentials and none were given "
-                        "(use specman login, or -u with --password-stdin)",
+                        f"{what}: unauthorized: {self.host} requires credentials and none were given",
                         status=response.status_code,
                         code="UNAUTHORIZED",
+                        hint="use specman login, or -u with --password-stdin",
                     )
                 raise_for_registry_error(response, what)
                 raise ProtocolError(f"{what}: unexpected HTTP {response.status_code}", status=response.status_code)
