@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from specman.errors import AuthorizationError, NotFoundError, ProviderError, UsageError
+from specman.migrate.consoleops import registry_body
 from specman.oci import RegistryOptions, parse_reference
 from specman.oci.providers import AwsProvider, AwsSettings, parse_ecr_host
 from specman.oci.repository import open_repository
@@ -57,8 +58,8 @@ def ecr_registry(registry_factory: RegistryFactory) -> Registry:
 
 
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    full = {**clean_aws_environ(os.environ), **env}
-    full = {k: v for k, v in full.items() if not k.startswith("SPECMAN_")}
+    outer = {k: v for k, v in clean_aws_environ(os.environ).items() if not k.startswith("SPECMAN_")}
+    full = {**outer, **env}
     return subprocess.run(
         [sys.executable, "-m", "specman", *args], capture_output=True, text=True, timeout=120, env=full, check=False
     )
@@ -109,6 +110,19 @@ def test_provider_choice(isolated: Callable[[dict[str, str]], None], tmp_path: P
         RegistryOptions(provider="aws", username="AWS", password="x").provider_for(ecr)
 
 
+def test_migrate_registers_an_ecr_registry_without_a_password(
+    isolated: Callable[[dict[str, str]], None], tmp_path: Path
+) -> None:
+    isolated(aws_env(tmp_path, "http://127.0.0.1:9"))
+    ecr = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
+    assert RegistryOptions().provider_name(ecr) == "aws"
+    assert RegistryOptions(username="u", password="p").provider_name(ecr) == "generic"
+    assert RegistryOptions(password_file=tmp_path / "absent").provider_name(ecr) == "aws"  # an optional Secret
+    body = registry_body(f"https://{ecr}", "AWS", "stale-password", "", False, auth_type="ecr")
+    assert body["authType"] == "ecr" and body["username"] == "" and "password" not in body
+    assert "authType" not in registry_body("https://r.example", "u", "p", "", False)
+
+
 def test_botocore_is_not_imported_without_an_aws_registry(plain_registry: Registry, tmp_path: Path) -> None:
     code = (
         "import sys\nfrom specman.cli import main\n"
@@ -126,12 +140,12 @@ def test_botocore_is_not_imported_without_an_aws_registry(plain_registry: Regist
 # -- the credential chain, against moto and the real registry -------------------------------------------------------
 
 
-def _push_pull_tags(env: dict[str, str], registry: Registry, tmp_path: Path, *extra: str) -> None:
+def _push_pull_tags(env: dict[str, str], registry: Registry, tmp_path: Path, *, with_flag: bool = True) -> None:
     source = tmp_path / "tree"
     source.mkdir(exist_ok=True)
     (source / "index.json").write_text('{"aws": true}')
     repo = f"{registry.host}/aws/{uuid.uuid4().hex[:8]}"
-    common = ["--ca-file", str(registry.ca_file), "--provider", "aws", *extra]
+    common = ["--ca-file", str(registry.ca_file), *(["--provider", "aws"] if with_flag else [])]
     pushed = run(env, "push", str(source), f"{repo}:1.0.0", *common)
     assert pushed.returncode == 0, pushed.stderr
     tags = run(env, "tags", repo, *common)
@@ -144,10 +158,17 @@ def _push_pull_tags(env: dict[str, str], registry: Registry, tmp_path: Path, *ex
 
 
 def test_environment_keys(moto: MotoServer, ecr_registry: Registry, tmp_path: Path) -> None:
+    """Keys and session token from the environment; ``SPECMAN_PROVIDER=aws`` as the flag."""
     env = aws_env(
-        tmp_path, moto.url, AWS_ACCESS_KEY_ID="AKIAENVKEY", AWS_SECRET_ACCESS_KEY="env-secret", AWS_REGION="us-east-1"
+        tmp_path,
+        moto.url,
+        AWS_ACCESS_KEY_ID="AKIAENVKEY",
+        AWS_SECRET_ACCESS_KEY="env-secret",
+        AWS_SESSION_TOKEN="env-session-token",
+        AWS_REGION="us-east-1",
+        SPECMAN_PROVIDER="aws",
     )
-    _push_pull_tags(env, ecr_registry, tmp_path)
+    _push_pull_tags(env, ecr_registry, tmp_path, with_flag=False)
 
 
 def test_profile_with_assume_role(moto: MotoServer, ecr_registry: Registry, tmp_path: Path) -> None:
