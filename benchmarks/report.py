@@ -274,7 +274,7 @@ def split_serve_section(doc: str) -> tuple[str, str | None]:
     return split_section(doc, "serve")
 
 
-SECTIONS = ("serve", "migrate", "storage", "signatures")  # written by serve.py, migrate.py, storage.py, signatures.py
+SECTIONS = ("serve", "migrate", "storage", "signatures", "startup")  # written by the benchmark scripts of those names
 
 
 def write_outside_serve_section(path: Path, doc: str) -> None:

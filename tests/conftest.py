@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.fixtures.aws import MotoServer
 from tests.fixtures.browser import Browser, start_browser
 from tests.fixtures.certs import Certs, make_certs, make_wrong_ca
 from tests.fixtures.console import ConsoleProcess, start_console
@@ -202,3 +203,19 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleProcess
 def token(console: ConsoleProcess) -> str:
     """A session token of the admin on ``console``."""
     return console.login()
+
+
+@pytest.fixture(scope="session")
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    """moto in server mode on 127.0.0.1 (STS, ECR, IMDS); any key is accepted.  Use with ``aws_env(tmp, moto.url)``."""
+    server = MotoServer(tmp_path_factory.mktemp("moto")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_strict(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    """moto that checks access keys (``INITIAL_NO_AUTH_ACTION_COUNT=0``): unknown keys get 403."""
+    server = MotoServer(tmp_path_factory.mktemp("moto-strict"), strict=True).start()
+    yield server
+    server.stop()

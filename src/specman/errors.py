@@ -21,7 +21,8 @@ the boundary where they enter (see ``specman.oci.http.map_transport_errors``), s
     │   └── CorruptArchiveError     truncated or malformed stream, unknown compression
     │       └── NotAnArchiveError       no tar archive at all (in any supported compression)
     ├── CredentialsError        docker config / credential helper problems
-    │   └── CredentialsNotFoundError    a credential helper has none for the host
+    │   ├── CredentialsNotFoundError    a credential helper has none for the host
+    │   └── ProviderError           a cloud provider (AWS) could not give a registry password
     ├── StoreError              the data directory: in use by another specman, disk full, damaged state
     ├── ConsoleError            the console's system API refused a request or answered nonsense (carries status)
     ├── MigrationError          ``migrate`` stopped: a preflight check, the parity proof or the jobs did not hold
@@ -62,6 +63,7 @@ __all__ = [
     "NotAnArchiveError",
     "NotFoundError",
     "ProtocolError",
+    "ProviderError",
     "RateLimitedError",
     "RegistryError",
     "SignatureError",
@@ -227,6 +229,18 @@ class CredentialsError(SpecmanError):
 
 class CredentialsNotFoundError(CredentialsError):
     """A credential helper holds no credentials for the host (its protocol's "credentials not found")."""
+
+
+class ProviderError(CredentialsError):
+    """A cloud credential provider (``--provider aws``) could not produce a registry password: no cloud
+    credentials, credentials the cloud refused, a region it cannot tell, its API unreachable.  The message names
+    the cloud and never a secret; ``retryable`` says whether trying again later can fix it (API unreachable,
+    throttled: yes; no or refused credentials: no — a sync still retries, and recovers once they work)."""
+
+    kind = "ProviderError"
+
+    def __init__(self, message: str, *, retryable: bool = False, hint: str | None = None) -> None:
+        super().__init__(message, retryable=retryable, hint=hint)
 
 
 class ConsoleError(SpecmanError):

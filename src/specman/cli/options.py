@@ -20,6 +20,7 @@ from specman.archive import ExtractLimits
 from specman.cli.settings import Settings, file_opt, opt
 from specman.errors import SpecmanError, UsageError
 from specman.oci import RegistryOptions, Repository, open_target
+from specman.oci.providers import PROVIDERS
 from specman.sync.loop import parse_duration
 
 __all__ = [
@@ -98,6 +99,14 @@ class ConnectionSettings(Settings):
     password_file: Path | None = file_opt(
         "--password-file", help="Read the registry password from a file.", exists=False
     )
+    provider: str = opt(
+        "--provider",
+        type=click.Choice(PROVIDERS),
+        default="auto",
+        show_default=True,
+        help="Registry password from a cloud identity: aws (ECR GetAuthorizationToken with the AWS credential "
+        "chain); auto uses aws for ECR host names; generic: flags, environment, docker config.",
+    )
     plain_http: bool = opt("--plain-http", is_flag=True, help="Talk plain HTTP to the registry.")
     insecure: bool = opt("--insecure", is_flag=True, help="Skip TLS certificate verification.")
     ca_file: str | None = opt(
@@ -128,6 +137,7 @@ class ConnectionSettings(Settings):
             insecure=self.insecure,
             ca_file=self.ca_file,
             oci_layout=self.layout,
+            provider=self.provider,
         )
 
     @property

@@ -129,6 +129,8 @@ def _registry_env(options: RegistryOptions, target_host: str | None) -> tuple[li
         args.append("--plain-http")
     if options.insecure:
         args.append("--insecure")
+    if options.provider != "auto":
+        args += ["--provider", options.provider]
     if options.ca_file:
         args += ["--ca-file", str(Path(options.ca_file).resolve())]
     env: dict[str, str] = {}

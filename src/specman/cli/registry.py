@@ -186,6 +186,8 @@ def _registry_host(value: str) -> str:
 def login(ui: UI, registry: str, connection: ConnectionSettings) -> None:
     """Check credentials against REGISTRY and save them in the docker config.json."""
     host = _registry_host(registry)
+    if connection.provider == "aws":
+        raise UsageError("with --provider aws there is nothing to log in to: the password comes from AWS at each use")
     username = connection.username
     if connection.username_file is not None:
         username = username or read_secret_file(connection.username_file, "--username-file").strip()

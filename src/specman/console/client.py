@@ -35,6 +35,11 @@ class SpectroSource:
     ca_cert: str | None = None
     insecure: bool = False
     verify: PolicySpec = field(default_factory=PolicySpec)  # the signature policy the registry carries
+    auth_type: str = "basic"  # "ecr": the password comes from AWS, with the keys / role below
+    aws_access_key_id: str = ""
+    aws_secret_access_key: str = field(default="", repr=False)
+    aws_role_arn: str = ""
+    aws_external_id: str = ""
 
     @property
     def reference(self) -> str:
@@ -139,6 +144,11 @@ class ConsoleClient:
             ca_cert=ca if isinstance(ca, str) and ca.strip() else None,
             insecure=body.get("insecureSkipVerify") is True,
             verify=_policy(body),
+            auth_type="ecr" if body.get("authType") == "ecr" else "basic",
+            aws_access_key_id=_text(body, "awsAccessKeyId", required=False),
+            aws_secret_access_key=_text(body, "awsSecretAccessKey", required=False),
+            aws_role_arn=_text(body, "awsRoleArn", required=False),
+            aws_external_id=_text(body, "awsExternalId", required=False),
         )
 
 

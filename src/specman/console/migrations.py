@@ -88,4 +88,12 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     """
     ALTER TABLE registries ADD COLUMN verify_policy TEXT NOT NULL DEFAULT '';
     """,
+    # 3: registries whose password comes from AWS (authType ecr): an access key (its secret sealed), a role to assume
+    """
+    ALTER TABLE registries ADD COLUMN auth_type TEXT NOT NULL DEFAULT 'basic';
+    ALTER TABLE registries ADD COLUMN aws_access_key_id TEXT NOT NULL DEFAULT '';
+    ALTER TABLE registries ADD COLUMN aws_secret BLOB;
+    ALTER TABLE registries ADD COLUMN aws_role_arn TEXT NOT NULL DEFAULT '';
+    ALTER TABLE registries ADD COLUMN aws_external_id TEXT NOT NULL DEFAULT '';
+    """,
 )

@@ -69,6 +69,16 @@ _POLICY_PROPS: Final[dict[str, Any]] = {
     "verifyKeys": {"type": "array", "maxItems": 16, "items": {"type": "string", "description": "PEM public key"}},
     "verifyTags": {"type": "array", "items": {"type": "string", "description": "tag glob"}},
 }
+_AWS_PROPS: Final[dict[str, Any]] = {
+    "authType": {
+        "type": "string",
+        "enum": ["basic", "ecr"],
+        "description": "basic: username and password; ecr: the password comes from AWS ECR GetAuthorizationToken.",
+    },
+    "awsAccessKeyId": {"type": "string", "description": "ecr: an IAM access key id (with awsSecretAccessKey)."},
+    "awsRoleArn": {"type": "string", "description": "ecr: a role to assume with STS (Palette's STS method)."},
+    "awsExternalId": {"type": "string", "description": "ecr: the external ID the role's trust policy requires."},
+}
 
 
 def _schemas() -> dict[str, Any]:
@@ -85,6 +95,8 @@ def _schemas() -> dict[str, Any]:
         "insecureSkipVerify": _BOOL,
         "containsSpectroManifests": {"type": "boolean", "description": "At most one registry (409 otherwise)."},
         **_POLICY_PROPS,
+        **_AWS_PROPS,
+        "awsSecretAccessKey": {"type": "string", "description": "Write-only; omitted on PUT keeps the stored one."},
     }
     run = _obj(
         ["id", "state", "queuedAt", "startedAt", "endedAt", "items", "error"],
@@ -145,9 +157,10 @@ def _schemas() -> dict[str, Any]:
         "Registry": _all(
             {
                 "uid": _STR,
-                **{k: v for k, v in registry_props.items() if k != "password"},
+                **{k: v for k, v in registry_props.items() if k not in ("password", "awsSecretAccessKey")},
                 "passwordSet": _BOOL,
                 "verifyKeyFingerprints": {"type": "array", "items": _STR, "description": "sha256 of each key's SPKI"},
+                "awsSecretAccessKeySet": _BOOL,
                 "createdAt": _TIME,
                 "updatedAt": _TIME,
                 "lastValidation": {
@@ -227,6 +240,9 @@ def _schemas() -> dict[str, Any]:
                 "caCert": _STR,
                 "insecureSkipVerify": _BOOL,
                 **_POLICY_PROPS,
+                **_AWS_PROPS,
+                "awsSecretAccessKey": _STR,
+                "awsSecretAccessKeySet": _BOOL,
                 "updatedAt": _TIME,
             },
         ),

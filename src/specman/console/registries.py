@@ -16,7 +16,9 @@ other specman command) and answers a list of ``Check(name, ok, message)``:
   versions the policy covers are signed by one of its keys (``specman.signature.validate``).
 
 Checks after a failed one are reported as not checked.  The registry's credentials are the only ones used: the
-console never falls back to its own environment or docker ``config.json``.
+console never falls back to its own environment or docker ``config.json``.  A registry of ``authType`` ``ecr`` gets
+its password from AWS (``specman.oci.providers.AwsProvider``): with its access key, and/or by assuming its role
+with STS; with neither, with the console's own AWS identity (IRSA, Pod Identity) — as Palette's STS mode does.
 """
 
 from __future__ import annotations
@@ -29,11 +31,13 @@ from specman.errors import (
     AuthenticationError,
     AuthorizationError,
     NotFoundError,
+    ProviderError,
     SpecmanError,
     TransportError,
     UsageError,
 )
 from specman.oci import Credentials, RegistryAuth, RegistryClient, RetryPolicy, TLSOptions, parse_reference
+from specman.oci.providers import AwsSettings, make_provider
 from specman.signature.policy import PolicySpec
 from specman.signature.validate import check_signatures
 
@@ -83,6 +87,8 @@ class RegistryTarget:
     insecure: bool = False
     contains_spectro_manifests: bool = False
     verify: PolicySpec = field(default_factory=PolicySpec)
+    auth_type: str = "basic"  # "ecr": the password comes from AWS, with ``aws``
+    aws: AwsSettings | None = None
 
 
 def _is_tls_failure(exc: TransportError) -> bool:
@@ -116,6 +122,12 @@ def _ping(client: RegistryClient, host: str, plain: bool, insecure: bool, later:
             Check("reachable", False, str(exc)),
             *_not_checked(["tls", "credentials", *later], f"{host} is not reachable"),
         ]
+    except ProviderError as exc:  # AWS gave no password: the registry was not contacted
+        return [
+            *_not_checked(["reachable", "tls"], "no password from AWS"),
+            Check("credentials", False, str(exc)),
+            *_not_checked(later, "no password from AWS"),
+        ]
     except (AuthenticationError, AuthorizationError) as exc:
         return [
             Check("reachable", True, f"{host} speaks the registry API"),
@@ -148,6 +160,13 @@ def _repository(client: RegistryClient, checks: list[Check]) -> list[Check]:
     return [*checks, Check("repository", True, f"repository {SPECTRO_REPOSITORY} has {len(tags)} tag(s): {shown}")]
 
 
+def _auth(target: RegistryTarget, credentials: Credentials | None) -> RegistryAuth:
+    if target.auth_type != "ecr":
+        return RegistryAuth(credentials)
+    provider = make_provider("aws", aws=target.aws or AwsSettings())
+    return RegistryAuth(provider.credentials, on_refused=provider.refused, preemptive_basic=True)
+
+
 def check_registry(target: RegistryTarget) -> list[Check]:
     """Validate ``target`` against the real registry (blocking; a few seconds at most per unreachable host)."""
     later = ["repository"] if target.contains_spectro_manifests else []
@@ -164,11 +183,13 @@ def check_registry(target: RegistryTarget) -> list[Check]:
     credentials = Credentials(target.username, target.password) if target.username or target.password else None
     try:
         tls = TLSOptions(plain_http=plain, insecure=target.insecure, ca_data=target.ca_cert.strip() or None)
-        with RegistryClient(host, tls=tls, auth=RegistryAuth(credentials), retry=_RETRY, timeout=10.0) as client:
+        with RegistryClient(host, tls=tls, auth=_auth(target, credentials), retry=_RETRY, timeout=10.0) as client:
             failed = _ping(client, host, plain, target.insecure, later)
             if failed is not None:
                 return [*checks, *failed]
             message = "accepted" if credentials else "anonymous access allowed"
+            if target.auth_type == "ecr":
+                message = f"accepted the password from AWS ECR ({(target.aws or AwsSettings()).source})"
             checks += [
                 Check("reachable", True, f"{host} speaks the registry API"),
                 _tls_ok(plain, target.insecure),

@@ -17,6 +17,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from specman.console.auth import Authenticator
+from specman.console.awsform import aws_fields, aws_json, secret_context
 from specman.console.bodies import Fields, invalid
 from specman.console.cafile import pem_problem
 from specman.console.crypto import SecretBox
@@ -25,8 +26,9 @@ from specman.console.jobs import JOBS, JobRunner, ScarSource
 from specman.console.registries import SPECTRO_REPOSITORY, RegistryTarget, check_registry, parse_endpoint
 from specman.console.storage import ConflictError, JobRun, RegistryRecord, ScarRecord, Storage, Validation
 from specman.errors import UsageError
+from specman.oci.providers import AwsSettings
 from specman.signature.keys import load_public_key
-from specman.signature.policy import PolicySpec
+from specman.signature.policy import PolicyFieldError, PolicySpec
 
 _POLICY_FIELDS: Final = ("verify", "verifyKeys", "verifyTags")
 
@@ -36,9 +38,8 @@ def _policy_fields(body: Fields) -> PolicySpec:
     value = {f: body.value[f] for f in _POLICY_FIELDS if f in body}
     try:
         return PolicySpec.from_json(value)
-    except UsageError as exc:
-        field = str(exc).partition(":")[0].partition("[")[0]
-        raise invalid(field if field in _POLICY_FIELDS else "verifyKeys", str(exc)) from None
+    except PolicyFieldError as exc:
+        raise invalid(exc.field, str(exc)) from None
 
 
 def _stored_policy(record: RegistryRecord) -> PolicySpec:
@@ -152,6 +153,9 @@ class Console:
             "insecureSkipVerify": r.insecure,
             "containsSpectroManifests": r.contains_spectro_manifests,
             **_policy_json(r),
+            **aws_json(
+                r.auth_type, AwsSettings(r.aws_access_key_id, "", r.aws_role_arn, r.aws_external_id), bool(r.aws_secret)
+            ),
             "createdAt": rfc3339(r.created_at),
             "updatedAt": rfc3339(r.updated_at),
             "lastValidation": self._validation_json(validation),
@@ -163,7 +167,10 @@ class Console:
             parse_endpoint(endpoint)
         except ValueError as exc:
             raise invalid("endpoint", str(exc)) from None
+        aws = aws_fields(body)
         return RegistryTarget(
+            auth_type=aws.auth_type,
+            aws=aws.settings if aws.auth_type == "ecr" else None,
             endpoint=endpoint.strip().rstrip("/"),
             username=body.string("username", max_length=512),
             password=body.string("password"),
@@ -180,8 +187,16 @@ class Console:
             raise invalid("name", "must be a non-empty single line")
         return name
 
-    def _record(self, uid: str, name: str, t: RegistryTarget, created: float, sealed: bytes | None) -> RegistryRecord:
+    def _record(
+        self, uid: str, name: str, t: RegistryTarget, created: float, sealed: bytes | None, aws_sealed: bytes | None
+    ) -> RegistryRecord:
+        aws = t.aws or AwsSettings()
         return RegistryRecord(
+            auth_type=t.auth_type,
+            aws_access_key_id=aws.access_key_id,
+            aws_secret=aws_sealed if t.auth_type == "ecr" else None,
+            aws_role_arn=aws.role_arn,
+            aws_external_id=aws.external_id,
             uid=uid,
             name=name,
             endpoint=t.endpoint,
@@ -204,7 +219,7 @@ class Console:
         target = self._registry_fields(body)
         uid = uuid.uuid4().hex
         sealed = self.box.seal(target.password, _registry_context(uid)) if target.password else None
-        record = self._record(uid, name, target, time.time(), sealed)
+        record = self._record(uid, name, target, time.time(), sealed, self._seal_aws(uid, target))
         try:
             self.storage.insert_registry(record)
         except ConflictError as exc:
@@ -234,7 +249,8 @@ class Console:
             sealed = self.box.seal(target.password, _registry_context(uid)) if target.password else None
         else:
             sealed = old.password  # omitted: keep the stored password
-        record = self._record(uid, name, target, old.created_at, sealed)
+        aws_sealed = self._seal_aws(uid, target) if "awsSecretAccessKey" in body else old.aws_secret
+        record = self._record(uid, name, target, old.created_at, sealed, aws_sealed)
         try:
             if not self.storage.update_registry(record):
                 raise _not_found(f"registry {uid!r}")
@@ -245,6 +261,10 @@ class Console:
             self.storage.clear_validation(uid)  # it was a validation of other values
             validation = None
         return self._registry_json(record, validation)
+
+    def _seal_aws(self, uid: str, target: RegistryTarget) -> bytes | None:
+        secret = target.aws.secret_access_key if target.aws is not None else ""
+        return self.box.seal(secret, secret_context(uid)) if secret else None
 
     def delete_registry(self, uid: str) -> None:
         if len(uid) > 64 or not self.storage.delete_registry(uid):
@@ -265,10 +285,15 @@ class Console:
         uid = body.string("uid", max_length=64)
         if uid and "password" not in body:
             target = replace(target, password=self._target(self._existing(uid)).password)
+        if uid and target.aws is not None and "awsSecretAccessKey" not in body:
+            stored = self._target(self._existing(uid)).aws or AwsSettings()
+            target = replace(target, aws=replace(target.aws, secret_access_key=stored.secret_access_key))
         return self._checks(target)
 
     def _target(self, record: RegistryRecord) -> RegistryTarget:
         password = self.box.open(record.password, _registry_context(record.uid)) if record.password else ""
+        secret = self.box.open(record.aws_secret, secret_context(record.uid)) if record.aws_secret else ""
+        aws = AwsSettings(record.aws_access_key_id, secret, record.aws_role_arn, record.aws_external_id)
         return RegistryTarget(
             record.endpoint,
             record.username,
@@ -277,6 +302,8 @@ class Console:
             record.insecure,
             record.contains_spectro_manifests,
             _stored_policy(record),
+            record.auth_type,
+            aws if record.auth_type == "ecr" else None,
         )
 
     def validate_stored(self, uid: str) -> dict[str, Any]:
@@ -304,6 +331,8 @@ class Console:
             "caCert": target.ca_cert,
             "insecureSkipVerify": target.insecure,
             **target.verify.to_json(),
+            **aws_json(record.auth_type, target.aws, bool(record.aws_secret)),
+            "awsSecretAccessKey": target.aws.secret_access_key if target.aws else "",
             "updatedAt": rfc3339(record.updated_at),
         }
 

@@ -40,6 +40,11 @@ def _registry(row: sqlite3.Row) -> RegistryRecord:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         verify_policy=row["verify_policy"],
+        auth_type=row["auth_type"],
+        aws_access_key_id=row["aws_access_key_id"],
+        aws_secret=row["aws_secret"],
+        aws_role_arn=row["aws_role_arn"],
+        aws_external_id=row["aws_external_id"],
     )
 
 
@@ -236,8 +241,9 @@ class SQLiteStorage:
     @staticmethod
     def _registry_values(r: RegistryRecord) -> tuple[Any, ...]:
         spectro = int(r.contains_spectro_manifests)
+        aws = (r.auth_type, r.aws_access_key_id, r.aws_secret, r.aws_role_arn, r.aws_external_id)
         values = (r.name, r.endpoint, r.username, r.password, r.ca_cert, int(r.insecure), spectro, r.verify_policy)
-        return (*values, r.updated_at)
+        return (*values, *aws, r.updated_at)
 
     def _conflict(self, record: RegistryRecord) -> ConflictError:
         return _conflict(self._connect(), record)
@@ -247,7 +253,8 @@ class SQLiteStorage:
             with self._write() as c:
                 c.execute(
                     "INSERT INTO registries (uid, name, endpoint, username, password, ca_cert, insecure, spectro, "
-                    "verify_policy, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "verify_policy, auth_type, aws_access_key_id, aws_secret, aws_role_arn, aws_external_id, "
+                    "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (record.uid, *self._registry_values(record)[:-1], record.created_at, record.updated_at),
                 )
         except sqlite3.IntegrityError:
@@ -259,7 +266,8 @@ class SQLiteStorage:
                 return (
                     c.execute(
                         "UPDATE registries SET name = ?, endpoint = ?, username = ?, password = ?, ca_cert = ?, "
-                        "insecure = ?, spectro = ?, verify_policy = ?, updated_at = ? WHERE uid = ?",
+                        "insecure = ?, spectro = ?, verify_policy = ?, auth_type = ?, aws_access_key_id = ?, "
+                        "aws_secret = ?, aws_role_arn = ?, aws_external_id = ?, updated_at = ? WHERE uid = ?",
                         (*self._registry_values(record), record.uid),
                     ).rowcount
                     == 1

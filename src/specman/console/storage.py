@@ -63,6 +63,11 @@ class RegistryRecord:
     created_at: float = 0.0
     updated_at: float = 0.0
     verify_policy: str = ""  # JSON of ``specman.signature.policy.PolicySpec`` ("" = off)
+    auth_type: str = "basic"  # or "ecr": the password comes from AWS (GetAuthorizationToken)
+    aws_access_key_id: str = ""
+    aws_secret: bytes | None = field(default=None, repr=False)  # sealed secret access key
+    aws_role_arn: str = ""  # assumed with STS (with the key above, or the process's own AWS identity)
+    aws_external_id: str = ""
 
 
 @dataclass(frozen=True)

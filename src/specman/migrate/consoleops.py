@@ -108,7 +108,13 @@ def _free_name(wanted: str, taken: set[str]) -> str:
     return name
 
 
-def registry_body(endpoint: str, username: str, password: str | None, ca_pem: str, insecure: bool) -> dict[str, Any]:
+def registry_body(
+    endpoint: str, username: str, password: str | None, ca_pem: str, insecure: bool, *, auth_type: str = "basic"
+) -> dict[str, Any]:
+    """The console's pack registry for ``--to``; ``auth_type`` ``ecr``: the password comes from AWS (the
+    console's and specman's own AWS identity), so no username or password is stored."""
+    if auth_type == "ecr":
+        username, password = "", None
     body: dict[str, Any] = {
         "endpoint": endpoint,
         "username": username,
@@ -118,6 +124,8 @@ def registry_body(endpoint: str, username: str, password: str | None, ca_pem: st
     }
     if password is not None:
         body["password"] = password
+    if auth_type != "basic":
+        body["authType"] = auth_type
     return body
 
 

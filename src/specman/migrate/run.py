@@ -228,7 +228,8 @@ class Migration:
         remote = self._remote
         assert remote is not None
         options = self.plan.registry
-        creds = options.credentials_for(remote.client.host)
+        ecr = options.provider_name(remote.client.host) == "aws"
+        creds = None if ecr else options.credentials_for(remote.client.host)
         ca = Path(options.ca_file).read_text(encoding="ascii") if options.ca_file else ""
         scheme = "http" if options.plain_http else "https"
         return registry_body(
@@ -237,6 +238,7 @@ class Migration:
             creds.password if creds else None,
             ca,
             options.insecure,
+            auth_type="ecr" if ecr else "basic",
         )
 
     def _plan_text(self) -> str:

@@ -11,7 +11,11 @@ One ``RegistryAuth`` serves every host of a client:
 * once the challenge of a host is known, later requests get their token *before* they are sent, so a
   streamed upload body is not sent twice;
 * ``401 error="insufficient_scope"`` asks for a new token with the wider scope (never resends the old one);
-* a ``401`` — or a ``403``, as ECR answers — on a cached token gets one fresh token and one retry.
+* a ``401`` — or a ``403``, as ECR answers — on a cached token gets one fresh token and one retry;
+* credentials from a provider (``specman.oci.providers``: AWS ECR) are short-lived: they are looked up again at
+  their ``refresh_at``, and a ``401``/``403`` on them tells the provider (``on_refused``) and retries once with
+  the new ones; they go as Basic with the first request (``preemptive_basic``), so a provider's failure is known
+  before the registry is contacted.
 
 The credentials come from a callable ``host -> Credentials | None`` so that flags, environment and docker
 config are consulted lazily, only for hosts that ask.  Secrets never appear in exceptions or reprs.
@@ -119,13 +123,22 @@ class _Token:
 class RegistryAuth(httpx.Auth):
     """Registry auth for every host of a client; thread-safe token cache."""
 
-    def __init__(self, credentials: CredentialLookup | Credentials | None = None, *, oauth2: bool = False) -> None:
+    def __init__(
+        self,
+        credentials: CredentialLookup | Credentials | None = None,
+        *,
+        oauth2: bool = False,
+        on_refused: Callable[[str, Credentials], None] | None = None,
+        preemptive_basic: bool = False,
+    ) -> None:
         if isinstance(credentials, Credentials) or credentials is None:
             fixed = credentials
             self._lookup: CredentialLookup = lambda _host: fixed
         else:
             self._lookup = credentials
         self.oauth2 = oauth2
+        self._on_refused = on_refused
+        self._preemptive = preemptive_basic  # a provider's registry (ECR) takes Basic: send it with the first request
         self._lock = threading.Lock()
         self._tokens: dict[tuple[str, str, str], _Token] = {}
         self._challenges: dict[str, Challenge] = {}
@@ -137,7 +150,9 @@ class RegistryAuth(httpx.Auth):
     def credentials(self, host: str) -> Credentials | None:
         with self._lock:
             if host in self._creds_cache:
-                return self._creds_cache[host]
+                cached = self._creds_cache[host]
+                if cached is None or cached.refresh_at is None or time.time() < cached.refresh_at:
+                    return cached
         creds = self._lookup(host)
         with self._lock:
             self._creds_cache[host] = creds
@@ -147,6 +162,15 @@ class RegistryAuth(httpx.Auth):
         """Look ``host``'s credentials up again next time (they were refused: a rotated password may be there)."""
         with self._lock:
             self._creds_cache.pop(host, None)
+
+    def _renew(self, host: str, used: Credentials | None) -> bool:
+        """Credentials from a provider were refused: tell it, look them up again; True when they changed."""
+        if self._on_refused is None or used is None:
+            return False
+        self._on_refused(host, used)
+        self.forget_credentials(host)
+        fresh = self.credentials(host)
+        return fresh is not None and fresh != used
 
     # -- token cache ---------------------------------------------------------------------------------------
     def _cached(self, challenge: Challenge, scope: str) -> str | None:
@@ -172,8 +196,10 @@ class RegistryAuth(httpx.Auth):
         with self._lock:
             known = self._challenges.get(host)
         applied = ""
-        if known is not None and known.scheme == "basic":
-            applied = self._set_basic(request, host)
+        used: Credentials | None = None
+        if (known is None and self._preemptive) or (known is not None and known.scheme == "basic"):
+            used = self._set_basic(request, host)
+            applied = "basic" if used else ""
         elif known is not None and scope:
             token = self._cached(known, scope)
             if token is None:
@@ -182,15 +208,29 @@ class RegistryAuth(httpx.Auth):
             applied = "token"
         response = yield request
 
-        fresh = widened = False
+        fresh = widened = renewed = False
         while response.status_code in (401, 403):
+            basic = response.headers.get("WWW-Authenticate", "").lower().startswith("basic")
+            if (
+                applied == "basic"
+                and (basic or response.status_code == 403)
+                and not renewed
+                and self._renew(host, used)
+            ):
+                renewed = True  # a provider's password expired or was revoked: once more with a new one
+                used = self._set_basic(request, host)
+                response = yield request
+                continue
             challenge = parse_challenge(response.headers.get("WWW-Authenticate", ""))
             if challenge is None and response.status_code == 403 and applied == "token" and not fresh:
                 challenge = known  # ECR: an expired token gets 403 without a challenge
             if challenge is None or (response.status_code == 403 and applied != "token"):
                 return
             if challenge.scheme == "basic":
-                if applied == "basic" or not self._set_basic(request, host):
+                if applied == "basic":
+                    return
+                used = self._set_basic(request, host)
+                if used is None:
                     return
                 with self._lock:
                     self._challenges[host] = challenge
@@ -213,13 +253,14 @@ class RegistryAuth(httpx.Auth):
             request.headers["Authorization"] = f"Bearer {token}"
             response = yield request
 
-    def _set_basic(self, request: httpx.Request, host: str) -> str:
+    def _set_basic(self, request: httpx.Request, host: str) -> Credentials | None:
+        """Basic credentials on ``request``; the credentials used (None: there are none for ``host``)."""
         creds = self.credentials(host)
         if creds is None or not creds.username:
-            return ""
+            return None
         raw = f"{creds.username}:{creds.password}".encode()
         request.headers["Authorization"] = "Basic " + base64.b64encode(raw).decode()
-        return "basic"
+        return creds
 
     def _token_request(self, host: str, challenge: Challenge, scope: str, *, post: bool) -> httpx.Request:
         creds = self.credentials(host)
@@ -254,6 +295,10 @@ class RegistryAuth(httpx.Auth):
         response.read()
         if post and response.status_code in (404, 405) and not (creds and creds.identity_token):
             response = yield self._token_request(host, challenge, scope, post=False)
+            response.read()
+        if response.status_code in (401, 403) and self._renew(host, creds):  # a provider's password expired
+            creds = self.credentials(host)
+            response = yield self._token_request(host, challenge, scope, post=post)
             response.read()
         with self._lock:
             self.token_requests += 1

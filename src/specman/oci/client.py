@@ -19,6 +19,7 @@ import httpx
 
 from specman.errors import (
     AuthenticationError,
+    AuthorizationError,
     ContentError,
     DigestMismatchError,
     NotFoundError,
@@ -96,7 +97,17 @@ class RegistryClient:
         if response.status_code not in ok:
             try:
                 refused = response.status_code in (401, 403)
-                if refused and self.auth.credentials(self.host) is None:
+                creds = self.auth.credentials(self.host) if refused else None
+                if refused and creds is not None and creds.origin:
+                    kind = AuthenticationError if response.status_code == 401 else AuthorizationError
+                    raise kind(
+                        f"{what}: the registry refused the password from {creds.origin} "
+                        f"(HTTP {response.status_code}, also after a fresh one)",
+                        status=response.status_code,
+                        code="UNAUTHORIZED" if response.status_code == 401 else "DENIED",
+                        hint="check what this identity may do on the repository (its IAM policy)",
+                    )
+                if refused and creds is None:
                     raise AuthenticationError(
                         f"{what}: unauthorized: {self.host} requires credentials and none were given",
                         status=response.status_code,

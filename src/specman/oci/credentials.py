@@ -30,11 +30,16 @@ _HUB_KEYS = ("https://index.docker.io/v1/", "index.docker.io", "docker.io", "reg
 
 @dataclass(frozen=True)
 class Credentials:
-    """Username/password, or an identity (refresh) token. ``repr`` never shows the secret."""
+    """Username/password, or an identity (refresh) token. ``repr`` never shows the secret.
+
+    ``origin`` names where a provider got them (``AWS ECR GetAuthorizationToken``) for error messages;
+    ``refresh_at`` (Unix seconds) is when the provider wants to be asked again (short-lived passwords)."""
 
     username: str = ""
     password: str = field(default="", repr=False)
     identity_token: str = field(default="", repr=False)
+    origin: str = ""
+    refresh_at: float | None = None
 
     @property
     def empty(self) -> bool:

@@ -3,7 +3,8 @@
 ``RegistryOptions`` gathers the common registry options of the CLI (``-u`` or ``--username-file``, password,
 ``--plain-http``, ``--insecure``, ``--ca-file``, ``--oci-layout``).  Credentials are resolved lazily per host in
 the order flags → environment (``SPECMAN_USERNAME``/``SPECMAN_PASSWORD``) → docker ``config.json``, so a registry that
-never asks is never looked up.
+never asks is never looked up.  ``provider`` (``--provider``) replaces that lookup by a cloud's credential provider
+(``specman.oci.providers``): ``aws`` always, ``auto`` for ECR host names when no username/password is given.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from specman.oci.credentials import Credentials, DockerConfig
 from specman.oci.http import RetryPolicy, TLSOptions
 from specman.oci.layout import LayoutRepository, parse_layout_reference
 from specman.oci.manifest import Descriptor, Manifest
+from specman.oci.providers import PROVIDERS, AwsSettings, CredentialProvider, detect_provider, make_provider
 from specman.oci.reference import Reference, parse_reference
 
 __all__ = ["RegistryOptions", "Repository", "Target", "open_repository", "open_target"]
@@ -75,6 +77,36 @@ class RegistryOptions:
     docker_config: Path | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeout: float = 30.0
+    provider: str = "auto"  # auto | generic | aws (--provider, SPECMAN_PROVIDER)
+    aws: AwsSettings | None = None  # explicit AWS keys / role (the console's registry form)
+
+    @property
+    def explicit_credentials(self) -> bool:
+        """A username or password given by flag, ``SPECMAN_USERNAME``/``SPECMAN_PASSWORD``, or a username/password
+        file that exists (the Kubernetes base mounts an optional Secret: absent, an ECR source uses AWS)."""
+        files = (self.username_file, self.password_file)
+        env = (os.environ.get("SPECMAN_USERNAME"), os.environ.get("SPECMAN_PASSWORD"))
+        return bool(self.username or self.password) or any(f is not None and f.exists() for f in files) or any(env)
+
+    def provider_name(self, host: str) -> str:
+        """The provider ``host`` gets: ``generic`` (flags → environment → docker config), or a cloud's name."""
+        if self.provider not in PROVIDERS:
+            raise UsageError(f"--provider must be one of {', '.join(PROVIDERS)}, got {self.provider!r}")
+        name = self.provider
+        if name == "auto":
+            detected = detect_provider(host)
+            name = detected if detected is not None and not self.explicit_credentials else "generic"
+        elif name != "generic" and self.explicit_credentials and self.aws is None:
+            raise UsageError(
+                f"--provider {name} gets the registry password from {name.upper()}: "
+                "drop the username/password options (and SPECMAN_USERNAME/SPECMAN_PASSWORD)"
+            )
+        return name
+
+    def provider_for(self, host: str) -> CredentialProvider | None:
+        """The cloud credential provider for ``host`` (its SDK imported now), or None for ``generic``."""
+        name = self.provider_name(host)
+        return None if name == "generic" else make_provider(name, aws=self.aws)
 
     @property
     def tls(self) -> TLSOptions:
@@ -121,7 +153,13 @@ class Target:
 
 def open_repository(ref: Reference, options: RegistryOptions) -> Repository:
     """A ``RemoteRepository`` for ``ref`` with a client built from ``options``."""
-    auth = RegistryAuth(options.credentials_for, oauth2=options.oauth2)
+    provider = options.provider_for(ref.api_host)
+    if provider is not None:
+        auth = RegistryAuth(
+            provider.credentials, oauth2=options.oauth2, on_refused=provider.refused, preemptive_basic=True
+        )
+    else:
+        auth = RegistryAuth(options.credentials_for, oauth2=options.oauth2)
     client = RegistryClient(ref.api_host, tls=options.tls, auth=auth, retry=options.retry, timeout=options.timeout)
     return client.repository(ref.repository)
 

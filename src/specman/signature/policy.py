@@ -97,6 +97,14 @@ class VerifyPolicy:
         }
 
 
+class PolicyFieldError(UsageError):
+    """A policy field of a console registry is wrong; ``field`` names it (``verify``, ``verifyKeys``...)."""
+
+    def __init__(self, field: str, problem: str, *, prefixed: bool = False) -> None:
+        super().__init__(problem if prefixed else f"{field}: {problem}")
+        self.field = field
+
+
 @dataclass(frozen=True)
 class PolicySpec:
     """A policy as data (the console stores it with its "Contains Spectro Manifests" registry): the mode, trusted
@@ -111,20 +119,24 @@ class PolicySpec:
 
     @classmethod
     def from_json(cls, obj: object) -> PolicySpec:
+        """The policy fields of a console registry; a ``PolicyFieldError`` names the field that is wrong."""
         if obj is None or obj == "":
             return cls()
         if not isinstance(obj, dict):
-            raise UsageError("verify: must be an object {verify, verifyKeys, verifyTags}")
+            raise PolicyFieldError("verify", "must be an object {verify, verifyKeys, verifyTags}")
         mode, keys, tags = obj.get("verify", "off"), obj.get("verifyKeys", []), obj.get("verifyTags", [])
         if mode not in [m.value for m in Mode]:
-            raise UsageError(f"verify: {mode!r} is not one of off, audit, required")
+            raise PolicyFieldError("verify", f"{mode!r} is not one of off, audit, required")
         for name, value in (("verifyKeys", keys), ("verifyTags", tags)):
             if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-                raise UsageError(f"{name}: must be a list of non-empty strings")
+                raise PolicyFieldError(name, "must be a list of non-empty strings")
         if len(keys) > cls.MAX_KEYS:
-            raise UsageError(f"verifyKeys: at most {cls.MAX_KEYS} keys")
+            raise PolicyFieldError("verifyKeys", f"at most {cls.MAX_KEYS} keys")
         spec = cls(str(mode), tuple(keys), tuple(t.strip() for t in tags))
-        spec.policy()  # every key must load, a mode other than off needs one
+        try:
+            spec.policy()  # every key must load, a mode other than off needs one
+        except UsageError as exc:
+            raise PolicyFieldError("verifyKeys", str(exc), prefixed=True) from None
         return spec
 
     def to_json(self) -> dict[str, object]:

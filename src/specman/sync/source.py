@@ -3,9 +3,10 @@
 ``ConsoleSource()`` is called once per reconcile: it asks the console for the registry marked "Contains Spectro
 Manifests" (``ConsoleClient.spectro_source``) and returns a ``Repository`` for it, built again only when the
 console's answer changed (endpoint, repository, credentials, CA, TLS flags) — so an operator's edit in the console
-applies at the next sync, without a restart.  When the console cannot be reached, the last registry it named is
-used (logged once per outage); with none yet, or when the console says no registry is marked, the reconcile fails
-with a ``SyncError`` and the data on disk stays served.
+applies at the next sync, without a restart.  A registry of ``authType`` ``ecr`` gets its password from AWS
+(``--provider aws`` with the console's access key / role, or this process's own AWS identity).  When the console
+cannot be reached, the last registry it named is used (logged once per outage); with none yet, or when the console
+says no registry is marked, the reconcile fails with a ``SyncError`` and the data on disk stays served.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import replace
 from specman.console.client import ConsoleClient, SpectroSource
 from specman.errors import ConsoleError, SpecmanError, SyncError, TransportError
 from specman.oci import RegistryOptions, Repository, open_repository, parse_reference
+from specman.oci.providers import AwsSettings
 from specman.signature.policy import Verifier
 
 __all__ = ["ConsoleSource"]
@@ -98,6 +100,12 @@ class ConsoleSource:
             ca_file=None,
             ca_data=source.ca_cert,
             oci_layout=False,
+            provider="aws" if source.auth_type == "ecr" else "generic",
+            aws=AwsSettings(
+                source.aws_access_key_id, source.aws_secret_access_key, source.aws_role_arn, source.aws_external_id
+            )
+            if source.auth_type == "ecr"
+            else None,
         )
         try:
             return open_repository(parse_reference(source.reference), options)

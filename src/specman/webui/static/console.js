@@ -203,17 +203,34 @@ function setupRegistries() {
   let editing = null; // uid of the registry being edited, null when adding
   let validated = null; // the form values of the last successful validation
 
+  const ecr = () => fields.authType.value === "ecr";
+  const showAuth = () => {
+    $("basic-fields").hidden = ecr();
+    $("aws-fields").hidden = !ecr();
+  };
+  fields.authType.addEventListener("change", showAuth);
   const values = () => {
     const body = {
       endpoint: fields.endpoint.value.trim(),
-      username: fields.username.value,
       caCert: fields.caCert.value,
       insecureSkipVerify: fields.insecureSkipVerify.checked,
       containsSpectroManifests: fields.containsSpectroManifests.checked,
       verify: fields.verify.value,
       verifyKeys: fields.verifyKeys.value.match(PEM_PUBLIC_KEY) || [],
       verifyTags: fields.verifyTags.value.split(/\s+/).filter((t) => t !== ""),
+      authType: fields.authType.value,
     };
+    if (ecr()) {
+      body.awsAccessKeyId = fields.awsAccessKeyId.value.trim();
+      body.awsRoleArn = fields.awsRoleArn.value.trim();
+      body.awsExternalId = fields.awsExternalId.value.trim();
+      // write-only secret: empty means "unchanged" for a stored registry
+      if (fields.awsSecretAccessKey.value !== "" || editing === null) {
+        body.awsSecretAccessKey = fields.awsSecretAccessKey.value;
+      }
+      return body;
+    }
+    body.username = fields.username.value;
     // write-only password: empty means "unchanged" for a stored registry
     if (fields.password.value !== "" || editing === null) body.password = fields.password.value;
     return body;
@@ -251,6 +268,13 @@ function setupRegistries() {
     $("f-password-help").textContent = registry
       ? "Write-only: never shown. Leave empty to keep the stored one."
       : "Write-only: never shown back.";
+    fields.authType.value = registry && registry.authType === "ecr" ? "ecr" : "basic";
+    fields.awsAccessKeyId.value = registry ? registry.awsAccessKeyId || "" : "";
+    fields.awsSecretAccessKey.value = "";
+    fields.awsSecretAccessKey.placeholder = registry && registry.awsSecretAccessKeySet ? "•••••• (unchanged)" : "";
+    fields.awsRoleArn.value = registry ? registry.awsRoleArn || "" : "";
+    fields.awsExternalId.value = registry ? registry.awsExternalId || "" : "";
+    showAuth();
     fields.caCert.value = registry ? registry.caCert : "";
     fields.insecureSkipVerify.checked = registry ? registry.insecureSkipVerify : false;
     fields.containsSpectroManifests.checked = registry ? registry.containsSpectroManifests : false;
