@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import shutil
 import signal
 import ssl
@@ -226,7 +227,9 @@ def test_serve_in_the_container_syncs_serves_https_and_keeps_its_view_after_kill
 
 def _pod_for_kube_play(statefulset: Obj, image: str, name: str, config: str, port: int, volumes: dict[str, Path]) -> Obj:
     """The StatefulSet's pod template as a Pod (``kube play`` runs no StatefulSet), changed only where podman 4.3 or
-    this host need it: the image, host networking (the registry and the probe port on the host's loopback),
+    this host need it: the image, host networking (the registry and the probe port on the host's loopback: no
+    ``ports``, probes by port number), ``$(VAR)`` references expanded as the kubelet does (4.3 passes them
+    verbatim),
     SPECMAN_LISTEN on a free 127.0.0.1 port, the ConfigMap's unique name, hostPath volumes for the claim template,
     the emptyDir and the credentials Secret (4.3 mounts Secret data still base64-encoded: podman #16625), and no
     optional Secret variable (4.3 fails on ``secretKeyRef``: podman #16269)."""
@@ -237,12 +240,22 @@ def _pod_for_kube_play(statefulset: Obj, image: str, name: str, config: str, por
     (container,) = spec["containers"]
     container["image"] = image
     container["imagePullPolicy"] = "Never"
-    env = []
+    # host networking takes no port mappings (podman: "PortMappings can only be used with Bridge or slirp4netns");
+    # the probes name the port by number instead of by its name
+    container.pop("ports")
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        container[probe]["httpGet"]["port"] = port
+    env, known = [], {}
     for entry in container["env"]:
         if entry["name"] == "SPECMAN_NOTIFY_TOKEN":
             continue
         if entry["name"] == "SPECMAN_LISTEN":
             entry = {"name": "SPECMAN_LISTEN", "value": f"127.0.0.1:{port}"}
+        if entry.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name":
+            known[entry["name"]] = "specman-0"  # the StatefulSet's first pod
+        if "value" in entry:  # the kubelet expands $(VAR) of earlier variables; podman 4.3 does not
+            entry["value"] = re.sub(r"\$\((\w+)\)", lambda m: known.get(m.group(1), m.group(0)), entry["value"])
+            known[entry["name"]] = entry["value"]
         ref = entry.get("valueFrom", {}).get("configMapKeyRef")
         if ref is not None:
             ref["name"] = config
