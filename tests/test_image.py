@@ -10,6 +10,7 @@ flags are derived from the rendered manifest, not written here), on the host's n
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import shutil
@@ -35,6 +36,7 @@ from tests.fixtures.kube import container as container_of
 from tests.fixtures.podman import Podman, build_image
 from tests.fixtures.registry import Registry, free_port
 from tests.fixtures.serve import poll
+from tests.fixtures.tools import Skopeo
 
 pytestmark = pytest.mark.image
 
@@ -316,3 +318,36 @@ def test_the_kustomize_pod_template_runs_with_kube_play(
     finally:
         podman("kube", "down", str(play), check=False, timeout=120)
         podman("volume", "rm", "-f", config, check=False)
+
+
+# -- into an air-gapped registry (docs/kubernetes.md) ----------------------------------------------------------------
+
+
+def test_the_image_moves_into_a_registry_with_skopeo(
+    podman: Podman, image: str, skopeo: Skopeo, registry_factory: RegistryFactory, tmp_path: Path
+) -> None:
+    """The documented ways into Harbor, against a real registry: ``skopeo copy`` from ``containers-storage:`` (a
+    Docker v2s2 manifest: the HEALTHCHECK kept) and from the archives ``podman save`` writes; the copies keep the
+    labels, and the pulled image runs."""
+    registry = registry_factory("plain")
+    target = f"{registry.host}/specman/specman"
+    revision = podman.inspect("image", "inspect", image)["Config"]["Labels"]["org.opencontainers.image.revision"]
+    skopeo("copy", "--dest-tls-verify=false", f"containers-storage:{image}", f"docker://{target}:store")
+    for fmt in ("docker-archive", "oci-archive"):
+        archive = tmp_path / f"specman.{fmt}.tar"
+        podman("save", "--format", fmt, "-o", str(archive), image, timeout=300)
+        skopeo("copy", "--dest-tls-verify=false", f"{fmt}:{archive}", f"docker://{target}:{fmt}")
+    for tag, healthcheck in (("store", True), ("docker-archive", True), ("oci-archive", False)):
+        inspected = json.loads(skopeo("inspect", "--tls-verify=false", f"docker://{target}:{tag}").stdout)
+        assert inspected["Labels"]["org.opencontainers.image.revision"] == revision
+        config = json.loads(
+            skopeo("inspect", "--config", "--raw", "--tls-verify=false", f"docker://{target}:{tag}").stdout
+        )
+        assert ("Healthcheck" in config["config"]) == healthcheck, tag  # the OCI config has no healthcheck field
+    pulled = f"{target}:store"
+    podman("pull", "--tls-verify=false", pulled, timeout=300)
+    try:
+        out = podman("run", "--rm", "--network", "none", "--no-healthcheck", pulled, "--version").stdout
+        assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"] in out
+    finally:
+        podman("rmi", pulled, check=False)
