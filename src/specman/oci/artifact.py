@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 from specman.archive import ExtractLimits, ExtractResult, extract_archive, extract_into, pack_to_file
-from specman.errors import ContentError, CorruptArchiveError, NotFoundError, UsageError
+from specman.errors import ContentError, CorruptArchiveError, NotAnArchiveError, NotFoundError, UsageError
 from specman.oci.blob import Progress, download_to
 from specman.oci.manifest import (
     ANNOTATION_TITLE,
@@ -200,7 +200,8 @@ def pull_artifact(
         if len(manifest.layers) != 1:
             raise ContentError(
                 f"{repo.display}:{reference} has {len(manifest.layers)} layers; specman extracts artifacts with one "
-                "archive layer (use --no-extract to save the layers as files)"
+                "archive layer",
+                hint="use --no-extract to save the layers as files",
             )
         layer = manifest.layers[0]
         label = layer.title or layer.digest[:19]
@@ -212,8 +213,8 @@ def pull_artifact(
             except CorruptArchiveError as exc:
                 # A corrupt stream is most often corrupt bytes: when the digest does not match, say that.
                 reader.verify()
-                hint = " (use --no-extract to save it as a file)" if "not a tar archive" in str(exc) else ""
-                raise CorruptArchiveError(f"{repo.display}:{reference}: layer {label}: {exc}{hint}") from exc
+                hint = "use --no-extract to save it as a file" if isinstance(exc, NotAnArchiveError) else None
+                raise type(exc)(f"{repo.display}:{reference}: layer {label}: {exc}", hint=hint) from exc
         return PullResult(manifest.digest, manifest, result.files, result.bytes)
     dest.mkdir(parents=True, exist_ok=True)
     total = 0
