@@ -1,4 +1,9 @@
-"""The container's HEALTHCHECK: GET /healthz of the local `specman serve` (or `specman console`), exit 0 or 1.
+"""The container's HEALTHCHECK: is the local `specman serve` ready (GET /readyz), exit 0 or 1.
+
+Ready means what the kustomize base's readinessProbe means: a complete generation is published (at once after a
+restart, from the volume's last view; after the first complete sync on a new volume). `specman console` has no
+/readyz (404): its /healthz is asked instead. SPECMAN_HEALTHCHECK_PATH overrides the path (e.g. /healthz for a
+liveness-only check).
 
 Python only (the image has no curl). It reads the same SPECMAN_* variables as the server: SPECMAN_LISTEN for the
 port (default 8443), SPECMAN_NO_TLS for plain HTTP, and verifies the certificate against the CA specman generated
@@ -12,6 +17,7 @@ from __future__ import annotations
 import os
 import ssl
 import sys
+import urllib.error
 import urllib.request
 
 _FALSE = {"", "0", "false", "no", "off", "f", "n"}
@@ -28,13 +34,25 @@ def main() -> int:
             context = ssl._create_unverified_context()  # noqa: S323 - a liveness check of the local process
         else:
             context = ssl.create_default_context(cafile=ca)
-    url = f"{'http' if plain else 'https'}://localhost:{port}/healthz"
+    base = f"{'http' if plain else 'https'}://localhost:{port}"
+    path = os.environ.get("SPECMAN_HEALTHCHECK_PATH", "/readyz")
+    status = _get(base + path, context)
+    if status == 404 and path == "/readyz":  # `specman console`: liveness is its readiness
+        status = _get(base + "/healthz", context)
+    return 0 if status == 200 else 1
+
+
+def _get(url: str, context: ssl.SSLContext | None) -> int | None:
+    """The HTTP status of GET ``url`` (None, with the reason on stderr, when there is no answer)."""
     try:
         with urllib.request.urlopen(url, timeout=4, context=context) as response:  # noqa: S310 - fixed scheme
-            return 0 if response.status == 200 else 1
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        print(f"healthcheck: {url}: HTTP {exc.code}", file=sys.stderr)
+        return exc.code
     except (OSError, ValueError) as exc:
         print(f"healthcheck: {url}: {exc}", file=sys.stderr)
-        return 1
+        return None
 
 
 if __name__ == "__main__":
