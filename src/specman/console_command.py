@@ -116,6 +116,7 @@ def console(
     tls_cert: Path | None,
     tls_key: Path | None,
     tls_sans: tuple[str, ...],
+    tls_min: str,
     workers: int,
     admin_password_file: Path | None,
     secret_key_file: Path | None,
@@ -156,5 +157,5 @@ def console(
     if tls is not None and tls_cert is None:
         fields["ca"] = str(data_dir / "tls" / "ca.crt")
     log.info("Console starting", extra={"fields": fields})
-    run_asgi("specman.console.app:app_from_env", host=host, port=port, workers=workers, tls=tls)
+    run_asgi("specman.console.app:app_from_env", host=host, port=port, workers=workers, tls=tls, tls_min=tls_min)
     log.info("Stopping")

@@ -58,6 +58,7 @@ class AppConfig:
     basic_auth_file: str | None = None
     notify_token_file: str | None = None
     notify_token_env: str | None = None  # the name of the environment variable holding the token
+    index_pages: bool = True  # a directory's index.html answers for it (False: --no-index-pages)
 
 
 @dataclass

@@ -57,6 +57,12 @@ NOTIFY_TOKEN_ENV: Final = "SPECMAN_NOTIFY_TOKEN"  # noqa: S105 (a variable name,
     envvar="SPECMAN_NOTIFY_TOKEN_FILE",
     help=f"Accept registry notifications (POST /_specman/notify) with this bearer token (or set {NOTIFY_TOKEN_ENV}).",
 )
+@click.option(
+    "--no-index-pages",
+    is_flag=True,
+    envvar="SPECMAN_NO_INDEX_PAGES",
+    help="Always answer a directory with its listing, even when it holds an index.html.",
+)
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -75,9 +81,11 @@ def serve(
     tls_cert: Path | None,
     tls_key: Path | None,
     tls_sans: tuple[str, ...],
+    tls_min: str,
     workers: int,
     basic_auth_file: Path | None,
     notify_token_file: Path | None,
+    no_index_pages: bool,
     **kw: Any,
 ) -> None:
     """Sync REPO (or the console's registry) into DIR as 'specman sync' does, and serve DIR's merged view over HTTPS."""
@@ -106,6 +114,7 @@ def serve(
                 basic_auth_file=str(basic_auth_file.resolve()) if basic_auth_file else None,
                 notify_token_file=str(notify_token_file.resolve()) if notify_token_file else None,
                 notify_token_env=token_env,
+                index_pages=not no_index_pages,
             )
             status = SyncStatus(source=source.display)
             # SIGTERM/SIGINT before granian takes the signals over (it does when it starts) stop cleanly too
@@ -133,7 +142,14 @@ def serve(
                 threading.Thread(target=_hand_over, args=(stop, served), name="specman-signals", daemon=True).start()
                 try:
                     if not stop.is_set():
-                        run_asgi("specman.server.app:app_from_env", host=host, port=port, workers=workers, tls=tls)
+                        run_asgi(
+                            "specman.server.app:app_from_env",
+                            host=host,
+                            port=port,
+                            workers=workers,
+                            tls=tls,
+                            tls_min=tls_min,
+                        )
                 finally:
                     served.set()
                     log.info("Stopping")
