@@ -1,4 +1,5 @@
-"""The container's HEALTHCHECK: GET /healthz of the local `specman serve` (or `specman console`), exit 0 or 1.
+"""The container's HEALTHCHECK: GET /_specman/healthz of the local `specman serve` (or, when that path is 404,
+/healthz: `specman console`), exit 0 or 1.
 
 Python only (the image has no curl). It reads the same SPECMAN_* variables as the server: SPECMAN_LISTEN for the
 port (default 8443), SPECMAN_NO_TLS for plain HTTP, and verifies the certificate against the CA specman generated
@@ -12,6 +13,7 @@ from __future__ import annotations
 import os
 import ssl
 import sys
+import urllib.error
 import urllib.request
 
 _FALSE = {"", "0", "false", "no", "off", "f", "n"}
@@ -28,13 +30,20 @@ def main() -> int:
             context = ssl._create_unverified_context()  # noqa: S323 - a liveness check of the local process
         else:
             context = ssl.create_default_context(cafile=ca)
-    url = f"{'http' if plain else 'https'}://localhost:{port}/healthz"
-    try:
-        with urllib.request.urlopen(url, timeout=4, context=context) as response:  # noqa: S310 - fixed scheme
-            return 0 if response.status == 200 else 1
-    except (OSError, ValueError) as exc:
-        print(f"healthcheck: {url}: {exc}", file=sys.stderr)
-        return 1
+    base = f"{'http' if plain else 'https'}://localhost:{port}"
+    for path in ("/_specman/healthz", "/healthz"):  # serve's reserved prefix; the console has no such prefix
+        url = base + path
+        try:
+            with urllib.request.urlopen(url, timeout=4, context=context) as response:  # noqa: S310 - fixed scheme
+                return 0 if response.status == 200 else 1
+        except urllib.error.HTTPError as exc:
+            if exc.code != 404:
+                print(f"healthcheck: {url}: {exc}", file=sys.stderr)
+                return 1
+        except (OSError, ValueError) as exc:
+            print(f"healthcheck: {url}: {exc}", file=sys.stderr)
+            return 1
+    return 1
 
 
 if __name__ == "__main__":

@@ -4,17 +4,25 @@
 with one ``readlink`` and reloads the generation record when the link moved, so a sync in another process is
 visible at once and a request never mixes two generations (it resolves its tree once).
 
-Paths go through ``paths.parse_request_path`` (on the raw, still encoded path) and ``paths.confine``;
+Paths go through ``paths.parse_request_path`` (on the raw bytes of the path, still encoded) and ``paths.confine``;
 preconditions and ranges through ``conditional``; bodies, ETags and listings through ``files``.
+
+URL space: ``/_specman/`` is specman's own (status, status page, versions, notify, ``healthz``, ``readyz``,
+``metrics``): nothing under it comes from a tree.  Everything else is the published tree; ``/healthz``,
+``/readyz`` and ``/metrics`` answer as probes only where the tree has no entry of that name (its content wins).
+A directory answers with its ``index.html`` when it has one (unless ``index_pages`` is off), else its listing;
+``/dir`` without its slash is redirected (301) to ``/dir/``, as nginx does.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import threading
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import anyio.to_thread
 from starlette.applications import Starlette
@@ -26,8 +34,17 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from specman.metrics import CONTENT_TYPE, Metrics
 from specman.runtime import RunDir
-from specman.server.conditional import RangeNotSatisfiable, not_modified, parse_range, range_applies
-from specman.server.files import FileIndex, html_listing, listing, send_file, send_whole_file
+from specman.server.conditional import RangeNotSatisfiable, evaluate, parse_range, range_applies
+from specman.server.files import (
+    FileEntry,
+    FileIndex,
+    display_name,
+    html_listing,
+    listing,
+    send_file,
+    send_whole_file,
+    url_quote,
+)
 from specman.server.guards import BasicAuth, CountResponses, Methods, read_basic_auth
 from specman.server.notify import Notifier
 from specman.server.paths import PathRejected, RequestPath, parse_request_path
@@ -37,13 +54,15 @@ from specman.webui import HEADERS, STATIC_DIR, render
 
 __all__ = ["VERSIONS_PREFIX", "app_from_env", "create_app"]
 
+RESERVED: Final = "_specman"  # the one name at the root of the URL space that is specman's, never the tree's
 VERSIONS_PREFIX: Final = "/_specman/versions/"
 NOTIFY_PATH: Final = "/_specman/notify"
 STATUS_PATH: Final = "/_specman/status"
 PAGE_PATH: Final = "/_specman/"
 STATIC_PREFIX: Final = "/_specman/static/"
-_OPEN_PATHS: Final = frozenset({"/healthz", "/readyz", "/metrics", NOTIFY_PATH})  # no Basic auth
-_API_PATHS: Final = _OPEN_PATHS | {STATUS_PATH, PAGE_PATH, "/_specman"}  # and STATIC_PREFIX; the rest are files
+PROBES: Final = ("healthz", "readyz", "metrics")  # at /_specman/<name>, and at /<name> unless the tree has it
+_OPEN_PATHS: Final = frozenset({*(f"/_specman/{name}" for name in PROBES), NOTIFY_PATH})  # no Basic auth
+_ALIASES: Final = frozenset(f"/{name}" for name in PROBES)
 
 
 class _Current:
@@ -75,23 +94,29 @@ def _error(status: int, message: str) -> Response:
     return PlainTextResponse(message + "\n", status_code=status, headers={"Cache-Control": "no-store"})
 
 
-def _raw_path(scope: Scope) -> str:
+def _raw_path(scope: Scope) -> bytes:
+    """The request target's path as the client sent it (still percent-encoded; raw UTF-8 bytes kept as bytes)."""
     raw = scope.get("raw_path")
     if isinstance(raw, bytes) and raw:
-        return raw.decode("latin-1").split("?", 1)[0]
-    return quote(str(scope.get("path", "/")))
+        return raw.split(b"?", 1)[0]
+    return quote(str(scope.get("path", "/")), errors="surrogateescape").encode("ascii")
 
 
-_CONDITIONS: Final = frozenset({b"if-none-match", b"if-modified-since", b"if-range", b"range"})
+_CONDITIONS: Final = frozenset(
+    {b"if-match", b"if-unmodified-since", b"if-none-match", b"if-modified-since", b"if-range", b"range"}
+)
 _PARSED_PATHS: Final = 8192
+_INDEX_PAGE: Final = "index.html"
 
 
 def _conditions(raw_headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
-    """The request's precondition and range headers (one pass over the raw headers; usually none)."""
+    """The request's precondition and range headers (one pass over the raw headers; usually none).  A header
+    sent several times is one comma-separated list (RFC 9110 §5.3)."""
     found: dict[str, str] = {}
     for name, value in raw_headers:
         if name in _CONDITIONS:
-            found[name.decode("latin-1")] = value.decode("latin-1")
+            key, text = name.decode("latin-1"), value.decode("latin-1")
+            found[key] = f"{found[key]}, {text}" if key in found else text
     return found
 
 
@@ -100,55 +125,90 @@ def _wants_json(request: Request) -> bool:
     return "application/json" in accept and "text/html" not in accept
 
 
+def _url(names: tuple[str, ...]) -> str:
+    """``names`` as a percent-encoded URL path ending in ``/``."""
+    return "".join(url_quote(name) + "/" for name in names)
+
+
 class _Files:
     """GET/HEAD of files and directories under the current generation's tree or one version's tree."""
 
-    def __init__(self, current: _Current) -> None:
+    def __init__(self, current: _Current, *, index_pages: bool = True) -> None:
         self.current = current
         self.index = FileIndex()
-        self._paths: dict[str, RequestPath] = {}
+        self.index_pages = index_pages
+        self._paths: dict[bytes, RequestPath] = {}
+        self._in_tree: dict[tuple[Path, str], bool] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             response = await self._respond(scope, send)
         except PathRejected as exc:
-            response = _error(exc.status, f"Bad request: {exc}")
+            response = _error(exc.status, f"Bad request: {exc}" if exc.status == 400 else str(exc))
         if response is not None:
             await response(scope, receive, send)
 
-    def _root(self, raw: str) -> tuple[Path | None, str, str]:
-        """The tree to serve ``raw`` from, the path inside it, and the URL prefix of that tree."""
+    async def in_tree(self, name: str) -> bool:
+        """Whether the published tree has an entry ``name`` at its root (remembered: published trees never
+        change).  The root aliases of the probes give way to such content."""
         generation = self.current.get()
-        if raw.startswith(VERSIONS_PREFIX):
-            tag, _, rest = raw[len(VERSIONS_PREFIX) :].partition("/")
-            tag_path = parse_request_path("/" + tag)
-            if len(tag_path.names) != 1:
-                raise PathRejected("a tag is required after /_specman/versions/")
-            state = generation.tags.get(tag_path.names[0]) if generation is not None else None
-            tree = self.current.store.versions_dir / state.version / "tree" if state is not None else None
-            return tree, "/" + rest, VERSIONS_PREFIX + tag
-        return (self.current.tree if generation is not None else None), raw, ""
+        tree = self.current.tree if generation is not None else None
+        if tree is None:
+            return False
+        key = (tree, name)
+        found = self._in_tree.get(key)
+        if found is None:
+            found = await self.index.lookup(tree, RequestPath((name,), False)) is not None
+            if len(self._in_tree) >= _PARSED_PATHS:
+                self._in_tree.clear()
+            self._in_tree[key] = found
+        return found
 
-    def _parse(self, inner: str) -> RequestPath:
+    def _root(self, path: RequestPath) -> tuple[Path | None, RequestPath, str]:
+        """The tree to serve ``path`` from, the path inside it, and the URL prefix of that tree.
+
+        Names under ``/_specman/`` never reach the published tree: the prefix is reserved for specman."""
+        generation = self.current.get()
+        if path.names[:1] != ("_specman",):
+            return (self.current.tree if generation is not None else None), path, ""
+        if path.names[1:2] != ("versions",) or len(path.names) < 3:
+            raise PathRejected("Not found: /_specman/versions/<tag>/ serves one version", status=404)
+        tag = path.names[2]
+        state = generation.tags.get(tag) if generation is not None else None
+        tree = self.current.store.versions_dir / state.version / "tree" if state is not None else None
+        inner = RequestPath(path.names[3:], path.directory)
+        return tree, inner, VERSIONS_PREFIX + url_quote(tag)
+
+    def _parse(self, raw: bytes) -> RequestPath:
         """``parse_request_path``, remembered for the paths clients ask for again and again (bounded)."""
-        path = self._paths.get(inner)
+        path = self._paths.get(raw)
         if path is None:
-            path = parse_request_path(inner)
+            path = parse_request_path(raw)
             if len(self._paths) >= _PARSED_PATHS:
                 self._paths.clear()
-            self._paths[inner] = path
+            self._paths[raw] = path
         return path
 
     async def _respond(self, scope: Scope, send: Send) -> Response | None:
-        root, inner, prefix = self._root(_raw_path(scope))
-        path = self._parse(inner)
+        root, path, prefix = self._root(self._parse(_raw_path(scope)))
         entry = await self.index.lookup(root, path) if root is not None else None
         if root is None or entry is None:
             return _error(404, "Not found")
         if entry.is_dir:
-            return await self._directory(Request(scope), root, entry.target, path, prefix)
+            if not path.directory:  # as nginx: the slash form, so that relative links resolve
+                query = scope.get("query_string", b"").decode("latin-1")
+                location = prefix + "/" + _url(path.names) + (f"?{query}" if query else "")
+                return RedirectResponse(location, status_code=301)
+            if self.index_pages:
+                page = await self.index.lookup(root, RequestPath((*path.names, _INDEX_PAGE), False))
+                if page is not None and not page.is_dir:
+                    return await self._file(scope, send, page)
+            return await self._listing(Request(scope), root, entry.target, path, prefix)
         if path.directory:
             return _error(404, "Not found")
+        return await self._file(scope, send, entry)
+
+    async def _file(self, scope: Scope, send: Send, entry: FileEntry) -> Response | None:
         conditions = _conditions(scope["headers"])
         if not conditions:  # the common case: the whole file, headers prepared once per file
             await send_whole_file(scope, send, entry)
@@ -159,16 +219,17 @@ class _Files:
             "Accept-Ranges": "bytes",
             "Cache-Control": "no-cache",
         }
-        get = conditions.get
-        if not_modified(
-            entry.etag, entry.mtime, if_none_match=get("if-none-match"), if_modified_since=get("if-modified-since")
-        ):
+        status = evaluate(entry.etag, entry.mtime, conditions)
+        if status == 304:
             return Response(status_code=304, headers=headers)
+        if status is not None:
+            return _error(status, "Precondition failed")
         headers["Content-Type"] = entry.content_type
         ranges = None
-        if range_applies(entry.etag, entry.mtime, get("if-range")):
+        wanted = conditions.get("range") if scope["method"] == "GET" else None  # Range is for GET only (§14.2)
+        if wanted is not None and range_applies(entry.etag, entry.mtime, conditions.get("if-range")):
             try:
-                ranges = parse_range(get("range"), entry.size)
+                ranges = parse_range(wanted, entry.size)
             except RangeNotSatisfiable as exc:
                 return Response(
                     b"Range not satisfiable\n",
@@ -178,20 +239,23 @@ class _Files:
         await send_file(scope, send, entry.target, headers, entry.size, ranges)
         return None
 
-    async def _directory(self, request: Request, root: Path, target: Path, path: RequestPath, prefix: str) -> Response:
-        url_path = prefix + "/" + "".join(quote(name) + "/" for name in path.names)
-        if not path.directory:
-            query = f"?{request.url.query}" if request.url.query else ""
-            return RedirectResponse(url_path + query, status_code=301)
+    async def _listing(self, request: Request, root: Path, target: Path, path: RequestPath, prefix: str) -> Response:
+        """The listing (HTML, or JSON on request) with a strong ETag of its bytes, preconditions evaluated."""
         entries = await anyio.to_thread.run_sync(listing, root, target)
         if _wants_json(request):
-            return JSONResponse(entries, headers={"Cache-Control": "no-cache"})
-        shown = prefix + "/" + "".join(name + "/" for name in path.names)
-        return Response(
-            html_listing(shown, entries),
-            media_type="text/html; charset=utf-8",
-            headers={"Cache-Control": "no-cache"},
-        )
+            body = json.dumps(entries, ensure_ascii=True, separators=(",", ":")).encode()
+            media_type = "application/json"
+        else:
+            shown = unquote(prefix) + "/" + "".join(display_name(name) + "/" for name in path.names)
+            body = html_listing(shown, entries).encode("utf-8")
+            media_type = "text/html; charset=utf-8"
+        headers = {"ETag": f'"{hashlib.sha256(body).hexdigest()[:32]}"', "Cache-Control": "no-cache", "Vary": "Accept"}
+        status = evaluate(headers["ETag"], None, _conditions(request.scope["headers"]))
+        if status == 304:
+            return Response(status_code=304, headers=headers)
+        if status is not None:
+            return _error(status, "Precondition failed")
+        return Response(body, media_type=media_type, headers=headers)
 
 
 def _not_ready(sync: dict[str, Any] | None) -> str:
@@ -204,15 +268,22 @@ def _not_ready(sync: dict[str, Any] | None) -> str:
     return f"{reason}; the first sync is running"
 
 
-def create_app(data_dir: Path, *, basic_auth: tuple[str, str] | None = None, run: RunDir | None = None) -> ASGIApp:
+def create_app(
+    data_dir: Path,
+    *,
+    basic_auth: tuple[str, str] | None = None,
+    run: RunDir | None = None,
+    index_pages: bool = True,
+) -> ASGIApp:
     """The application serving ``data_dir`` (see the module docstring); ``basic_auth`` = (user, password).
 
     With ``run`` (the run directory of ``specman serve``) it also shows the sync loop's state, counts and
     exports metrics and accepts registry notifications; without it, it serves files, status and probes only.
+    ``index_pages``: a directory's ``index.html`` answers for it (as nginx); False always lists.
     """
     data_dir = Path(data_dir)
     current = _Current(data_dir)
-    files = _Files(current)
+    files = _Files(current, index_pages=index_pages)
     config = run.config() if run is not None else None
     metrics = Metrics(run.metrics_dir) if run is not None else None
 
@@ -255,11 +326,11 @@ def create_app(data_dir: Path, *, basic_auth: tuple[str, str] | None = None, run
         token_file=config.notify_token_file if config else None,
         token_env=config.notify_token_env if config else None,
     )
+    probes = {"healthz": healthz, "readyz": readyz, "metrics": metrics_page}
     api = Starlette(
         routes=[
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/readyz", readyz, methods=["GET"]),
-            Route("/metrics", metrics_page, methods=["GET"]),
+            *(Route(f"/_specman/{name}", probes[name], methods=["GET"]) for name in PROBES),
+            *(Route(f"/{name}", probes[name], methods=["GET"]) for name in PROBES),
             Route(STATUS_PATH, status, methods=["GET"]),
             Route(PAGE_PATH, status_page, methods=["GET"]),
             Route("/_specman", to_status_page, methods=["GET"]),
@@ -268,18 +339,27 @@ def create_app(data_dir: Path, *, basic_auth: tuple[str, str] | None = None, run
         ]
     )
 
+    async def to_api(scope: Scope) -> bool:
+        """Whether ``api`` answers (else ``_Files``): ``/_specman/`` but its versions, and the root aliases of
+        the probes where the tree has no such entry (also the server's ``lifespan`` scope, which has no path)."""
+        path: str = scope.get("path", "")
+        if scope["type"] != "http":
+            return True
+        if path.startswith("/_specman"):
+            return path in ("/_specman", PAGE_PATH) or (path[9:10] == "/" and not path.startswith(VERSIONS_PREFIX))
+        return path in _ALIASES and not await files.in_tree(path[1:])
+
     async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
-        """Files straight to ``_Files`` (the hot path: no router, no Starlette middleware); the rest to ``api``
-        (which also answers the server's ``lifespan`` scope, which has no path)."""
-        path = scope.get("path", "")
-        if scope["type"] == "http" and path not in _API_PATHS and not path.startswith(STATIC_PREFIX):
-            await files(scope, receive, send)
-        else:
-            await api(scope, receive, send)
+        """Files straight to ``_Files`` (the hot path: no router, no Starlette middleware); the rest to ``api``."""
+        await (api if await to_api(scope) else files)(scope, receive, send)
+
+    async def open_request(scope: Scope) -> bool:
+        path: str = scope.get("path", "")
+        return path in _OPEN_PATHS or (path in _ALIASES and await to_api(scope))
 
     app: ASGIApp = Methods(dispatch, post_paths={NOTIFY_PATH})
     if basic_auth is not None:
-        app = BasicAuth(app, credentials=basic_auth, open_paths=_OPEN_PATHS)
+        app = BasicAuth(app, credentials=basic_auth, is_open=open_request)
     if metrics is not None:
         app = CountResponses(app, record=metrics.record_request)
     return app
@@ -291,4 +371,4 @@ def app_from_env() -> ASGIApp:
     config = run.config()
     Store(Path(config.data_dir)).drop_inherited_lock()  # forked with the main process's lock descriptor
     auth = read_basic_auth(Path(config.basic_auth_file)) if config.basic_auth_file else None
-    return create_app(Path(config.data_dir), basic_auth=auth, run=run)
+    return create_app(Path(config.data_dir), basic_auth=auth, run=run, index_pages=config.index_pages)
