@@ -10,9 +10,11 @@ answers whichever server runs it:
   not parse, or a date condition on a representation without a modification date (a listing), is ignored,
   as §13.1.3 and §13.1.4 require;
 * ``not_modified``: steps 3 and 4 of that order alone;
-* ``parse_range``: ``bytes=a-b``, ``a-``, ``-n`` and lists; syntactically invalid → ``None`` (serve the whole
-  file, §14.2); none satisfiable → ``RangeNotSatisfiable`` (416 with ``Content-Range: bytes */size``);
-  overlapping or many small ranges are coalesced and capped, so a client cannot make one request fan out;
+* ``parse_range``: ``bytes=a-b``, ``a-``, ``-n`` and lists.  As nginx (§14.2 allows both this and ignoring):
+  an invalid ``bytes`` specifier (``5-4``, ``x-y``) and ranges none of which is satisfiable →
+  ``RangeNotSatisfiable`` (416 with ``Content-Range: bytes */size``); another unit, or an empty representation,
+  → ``None`` (the whole representation, 200).  Overlapping or many small ranges are coalesced and capped, so a
+  client cannot make one request fan out;
 * ``range_applies``: ``If-Range`` with a strong ETag or an HTTP date (step 5; ``Range`` is for GET only, §14.2).
 """
 
@@ -114,16 +116,16 @@ def range_applies(etag: str, last_modified: float | None, if_range: str | None) 
 
 def parse_range(header: str | None, size: int) -> list[tuple[int, int]] | None:
     """Byte ranges ``[(start, end_inclusive), ...]`` to send, or None to send the whole representation."""
-    if header is None:
+    if header is None or size == 0:
         return None
     unit, _, spec = header.strip().partition("=")
-    if unit.strip().lower() != "bytes" or not spec.strip():
-        return None
+    if unit.strip().lower() != "bytes":
+        return None  # a unit this server does not know: ignored (§14.2 requires it)
     ranges: list[tuple[int, int]] = []
     for part in spec.split(","):
         first, dash, last = part.strip().partition("-")
         if not dash or not (first.isdigit() or (not first and last.isdigit())) or (last and not last.isdigit()):
-            return None  # syntactically invalid: ignore the header
+            raise RangeNotSatisfiable(f"bytes */{size}")  # syntactically invalid: refused, as nginx does
         if not first:
             length = int(last)
             if length == 0:
@@ -132,10 +134,10 @@ def parse_range(header: str | None, size: int) -> list[tuple[int, int]] | None:
             continue
         start = int(first)
         if last and int(last) < start:
-            return None
+            raise RangeNotSatisfiable(f"bytes */{size}")
         if start < size:
             ranges.append((start, min(int(last), size - 1) if last else size - 1))
-    if not ranges or size == 0:
+    if not ranges:
         raise RangeNotSatisfiable(f"bytes */{size}")
     ranges.sort()
     merged = [ranges[0]]

@@ -214,7 +214,7 @@ def listing(root: Path, directory: Path) -> list[dict[str, Any]]:
 
 def html_listing(url_path: str, entries: list[dict[str, Any]]) -> str:
     title = html.escape(f"Index of {url_path}")
-    rows = ['<a href="../">../</a>'] if url_path != "/" else []
+    rows = ['<a href="../">../</a>']  # at the root too, as nginx (it resolves to the root)
     for item in entries:
         name = item["name"] + ("/" if item["type"] == "directory" else "")
         size = "-" if item["type"] == "directory" else str(item["size"])
