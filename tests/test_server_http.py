@@ -105,6 +105,8 @@ def test_index_pages_and_listings(data_dir: Path) -> None:
     ]
     again, other = _get({}, data_dir, ("/plain/", {"If-None-Match": etag}), ("/plain/", {"If-Match": '"x"'}))
     assert again[0] == 304 and other[0] == 412  # listings have a strong ETag of their bytes
+    (negotiated,) = _get({}, data_dir, ("/site/", {"Accept": "application/json, text/html;q=0.9"}))
+    assert [e["name"] for e in json.loads(negotiated[2])] == ["index.html", "other.txt"]  # JSON preferred: listed
     (always,) = _get({"index_pages": False}, data_dir, ("/site/", {}))
     assert always[0] == 200 and b'href="index.html"' in always[2] and b'href="other.txt"' in always[2]
 

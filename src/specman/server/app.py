@@ -120,9 +120,28 @@ def _conditions(raw_headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
     return found
 
 
-def _wants_json(request: Request) -> bool:
-    accept = request.headers.get("accept", "").lower()
-    return "application/json" in accept and "text/html" not in accept
+def _quality(accept: str, media: str) -> float:
+    """The q-value ``accept`` gives ``media`` exactly (0 when absent).  Hand-written: two media types are all a
+    directory offers, a negotiation library would be more code than this."""
+    for item in accept.lower().split(","):
+        kind, *params = (part.strip() for part in item.split(";"))
+        if kind == media:
+            for param in params:
+                name, _, value = param.partition("=")
+                if name.strip() == "q":
+                    try:
+                        return float(value)
+                    except ValueError:
+                        return 0.0
+            return 1.0
+    return 0.0
+
+
+def _wants_json(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether the client prefers a directory as JSON (``application/json`` over ``text/html``): then it gets
+    the listing even where an index page exists (``specman migrate``'s crawler asks so)."""
+    accept = next((v.decode("latin-1") for k, v in headers if k == b"accept"), "")
+    return "json" in accept and _quality(accept, "application/json") > _quality(accept, "text/html")
 
 
 def _url(names: tuple[str, ...]) -> str:
@@ -199,7 +218,7 @@ class _Files:
                 query = scope.get("query_string", b"").decode("latin-1")
                 location = prefix + "/" + _url(path.names) + (f"?{query}" if query else "")
                 return RedirectResponse(location, status_code=301)
-            if self.index_pages:
+            if self.index_pages and not _wants_json(scope["headers"]):
                 page = await self.index.lookup(root, RequestPath((*path.names, _INDEX_PAGE), False))
                 if page is not None and not page.is_dir:
                     return await self._file(scope, send, page)
@@ -242,7 +261,7 @@ class _Files:
     async def _listing(self, request: Request, root: Path, target: Path, path: RequestPath, prefix: str) -> Response:
         """The listing (HTML, or JSON on request) with a strong ETag of its bytes, preconditions evaluated."""
         entries = await anyio.to_thread.run_sync(listing, root, target)
-        if _wants_json(request):
+        if _wants_json(request.scope["headers"]):
             body = json.dumps(entries, ensure_ascii=True, separators=(",", ":")).encode()
             media_type = "application/json"
         else:
