@@ -1,4 +1,5 @@
-"""Prometheus metrics of ``specman serve`` (``GET /_specman/metrics``, also ``/metrics`` where the tree has no such entry), across its main process and its server workers.
+"""Prometheus metrics of ``specman serve`` (``GET /_specman/metrics``, also ``/metrics`` where the tree has no such
+entry), across its main process and its server workers.
 
 The sync loop runs in the main process and requests are answered by ``--workers`` other processes, so
 prometheus-client runs in multiprocess mode: each process writes its values to memory-mapped files in one
