@@ -86,7 +86,12 @@ def test_reserved_prefix_and_probe_aliases(data_dir: Path) -> None:
 
 
 def test_basic_auth_covers_tree_content_at_probe_names(data_dir: Path) -> None:
-    requests = [("/healthz", {}), ("/readyz", {}), ("/_specman/healthz", {}), ("/_specman/metrics", {})]
+    requests: list[tuple[str, dict[str, str]]] = [
+        ("/healthz", {}),
+        ("/readyz", {}),
+        ("/_specman/healthz", {}),
+        ("/_specman/metrics", {}),
+    ]
     answers = _get({"basic_auth": ("u", "p")}, data_dir, *requests)
     assert [a[0] for a in answers] == [401, 200, 200, 404]  # the tree's healthz needs credentials; probes do not
 
