@@ -15,6 +15,7 @@ FILES = {
     "site/index.html": b"<p>site page</p>\n",
     "site/page.html": b"<p>page</p>\n",
     "plain/a.json": b"{}\n",
+    "plain/back\\slash 100%.json": b"[]\n",  # names the crawler and the proof must handle as they are
 }
 
 
