@@ -4,8 +4,9 @@
 with one ``readlink`` and reloads the generation record when the link moved, so a sync in another process is
 visible at once and a request never mixes two generations (it resolves its tree once).
 
-Paths go through ``paths.parse_request_path`` (on the raw bytes of the path, still encoded) and ``paths.confine``;
-preconditions and ranges through ``conditional``; bodies, ETags and listings through ``files``.
+What the request asks is read by ``request`` (raw path, precondition headers, JSON preference).  Paths go through
+``paths.parse_request_path`` (on the raw bytes of the path, still encoded) and ``paths.confine``; preconditions
+and ranges through ``conditional``; bodies, ETags and listings through ``files``.
 
 URL space: ``/_specman/`` is specman's own (status, status page, versions, notify, ``healthz``, ``readyz``,
 ``metrics``): nothing under it comes from a tree.  Everything else is the published tree; ``/healthz``,
@@ -22,7 +23,7 @@ import os
 import threading
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
 import anyio.to_thread
 from starlette.applications import Starlette
@@ -48,13 +49,13 @@ from specman.server.files import (
 from specman.server.guards import BasicAuth, CountResponses, Methods, read_basic_auth
 from specman.server.notify import Notifier
 from specman.server.paths import PathRejected, RequestPath, parse_request_path
+from specman.server.request import conditions, raw_path, wants_json
 from specman.server.status_page import status_context
 from specman.store import Generation, Store, load_current
 from specman.webui import HEADERS, STATIC_DIR, render
 
 __all__ = ["VERSIONS_PREFIX", "app_from_env", "create_app"]
 
-RESERVED: Final = "_specman"  # the one name at the root of the URL space that is specman's, never the tree's
 VERSIONS_PREFIX: Final = "/_specman/versions/"
 NOTIFY_PATH: Final = "/_specman/notify"
 STATUS_PATH: Final = "/_specman/status"
@@ -94,54 +95,8 @@ def _error(status: int, message: str) -> Response:
     return PlainTextResponse(message + "\n", status_code=status, headers={"Cache-Control": "no-store"})
 
 
-def _raw_path(scope: Scope) -> bytes:
-    """The request target's path as the client sent it (still percent-encoded; raw UTF-8 bytes kept as bytes)."""
-    raw = scope.get("raw_path")
-    if isinstance(raw, bytes) and raw:
-        return raw.split(b"?", 1)[0]
-    return quote(str(scope.get("path", "/")), errors="surrogateescape").encode("ascii")
-
-
-_CONDITIONS: Final = frozenset(
-    {b"if-match", b"if-unmodified-since", b"if-none-match", b"if-modified-since", b"if-range", b"range"}
-)
 _PARSED_PATHS: Final = 8192
 _INDEX_PAGE: Final = "index.html"
-
-
-def _conditions(raw_headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
-    """The request's precondition and range headers (one pass over the raw headers; usually none).  A header
-    sent several times is one comma-separated list (RFC 9110 §5.3)."""
-    found: dict[str, str] = {}
-    for name, value in raw_headers:
-        if name in _CONDITIONS:
-            key, text = name.decode("latin-1"), value.decode("latin-1")
-            found[key] = f"{found[key]}, {text}" if key in found else text
-    return found
-
-
-def _quality(accept: str, media: str) -> float:
-    """The q-value ``accept`` gives ``media`` exactly (0 when absent).  Hand-written: two media types are all a
-    directory offers, a negotiation library would be more code than this."""
-    for item in accept.lower().split(","):
-        kind, *params = (part.strip() for part in item.split(";"))
-        if kind == media:
-            for param in params:
-                name, _, value = param.partition("=")
-                if name.strip() == "q":
-                    try:
-                        return float(value)
-                    except ValueError:
-                        return 0.0
-            return 1.0
-    return 0.0
-
-
-def _wants_json(headers: list[tuple[bytes, bytes]]) -> bool:
-    """Whether the client prefers a directory as JSON (``application/json`` over ``text/html``): then it gets
-    the listing even where an index page exists (``specman migrate``'s crawler asks so)."""
-    accept = next((v.decode("latin-1") for k, v in headers if k == b"accept"), "")
-    return "json" in accept and _quality(accept, "application/json") > _quality(accept, "text/html")
 
 
 def _url(names: tuple[str, ...]) -> str:
@@ -209,7 +164,7 @@ class _Files:
         return path
 
     async def _respond(self, scope: Scope, send: Send) -> Response | None:
-        root, path, prefix = self._root(self._parse(_raw_path(scope)))
+        root, path, prefix = self._root(self._parse(raw_path(scope)))
         entry = await self.index.lookup(root, path) if root is not None else None
         if root is None or entry is None:
             return _error(404, "Not found")
@@ -218,7 +173,7 @@ class _Files:
                 query = scope.get("query_string", b"").decode("latin-1")
                 location = prefix + "/" + _url(path.names) + (f"?{query}" if query else "")
                 return RedirectResponse(location, status_code=301)
-            if self.index_pages and not _wants_json(scope["headers"]):
+            if self.index_pages and not wants_json(scope["headers"]):
                 page = await self.index.lookup(root, RequestPath((*path.names, _INDEX_PAGE), False))
                 if page is not None and not page.is_dir:
                     return await self._file(scope, send, page)
@@ -228,8 +183,8 @@ class _Files:
         return await self._file(scope, send, entry)
 
     async def _file(self, scope: Scope, send: Send, entry: FileEntry) -> Response | None:
-        conditions = _conditions(scope["headers"])
-        if not conditions:  # the common case: the whole file, headers prepared once per file
+        asked = conditions(scope["headers"])
+        if not asked:  # the common case: the whole file, headers prepared once per file
             await send_whole_file(scope, send, entry)
             return None
         headers = {
@@ -238,15 +193,15 @@ class _Files:
             "Accept-Ranges": "bytes",
             "Cache-Control": "no-cache",
         }
-        status = evaluate(entry.etag, entry.mtime, conditions)
+        status = evaluate(entry.etag, entry.mtime, asked)
         if status == 304:
             return Response(status_code=304, headers=headers)
         if status is not None:
             return _error(status, "Precondition failed")
         headers["Content-Type"] = entry.content_type
         ranges = None
-        wanted = conditions.get("range") if scope["method"] == "GET" else None  # Range is for GET only (§14.2)
-        if wanted is not None and range_applies(entry.etag, entry.mtime, conditions.get("if-range")):
+        wanted = asked.get("range") if scope["method"] == "GET" else None  # Range is for GET only (§14.2)
+        if wanted is not None and range_applies(entry.etag, entry.mtime, asked.get("if-range")):
             try:
                 ranges = parse_range(wanted, entry.size)
             except RangeNotSatisfiable as exc:
@@ -261,7 +216,7 @@ class _Files:
     async def _listing(self, request: Request, root: Path, target: Path, path: RequestPath, prefix: str) -> Response:
         """The listing (HTML, or JSON on request) with a strong ETag of its bytes, preconditions evaluated."""
         entries = await anyio.to_thread.run_sync(listing, root, target)
-        if _wants_json(request.scope["headers"]):
+        if wants_json(request.scope["headers"]):
             body = json.dumps(entries, ensure_ascii=True, separators=(",", ":")).encode()
             media_type = "application/json"
         else:
@@ -269,7 +224,7 @@ class _Files:
             body = html_listing(shown, entries).encode("utf-8")
             media_type = "text/html; charset=utf-8"
         headers = {"ETag": f'"{hashlib.sha256(body).hexdigest()[:32]}"', "Cache-Control": "no-cache", "Vary": "Accept"}
-        status = evaluate(headers["ETag"], None, _conditions(request.scope["headers"]))
+        status = evaluate(headers["ETag"], None, conditions(request.scope["headers"]))
         if status == 304:
             return Response(status_code=304, headers=headers)
         if status is not None:
