@@ -1,4 +1,4 @@
-"""``specman.certwatch.CertificateWatcher``, poll by poll, with certificates made at test time."""
+"""``specman.runtime.certwatch.CertificateWatcher``, poll by poll, with certificates made at test time."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
-from specman.certwatch import CertificateWatcher
+from specman.runtime.certwatch import CertificateWatcher
 from tests.fixtures.certs import Certs, make_certs
 
 

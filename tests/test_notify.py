@@ -21,12 +21,12 @@ from starlette.routing import Route
 
 from specman.errors import SyncError
 from specman.oci import LayoutRepository, RegistryOptions, RemoteRepository, open_repository, parse_reference
-from specman.runtime import SyncStatus
+from specman.runtime.tls import DEFAULT_SANS, ensure_certificates
 from specman.server.notify import MAX_BODY, NotificationError, Notifier, TagEvent, parse_notification
 from specman.store import Store
 from specman.sync import SyncResult, TagFilter
+from specman.sync.status import SyncStatus
 from specman.sync.trigger import Trigger
-from specman.tls import DEFAULT_SANS, ensure_certificates
 from tests.conftest import RegistryFactory, ServeFactory
 from tests.fixtures.registry import Registry, free_port
 from tests.fixtures.serve import poll

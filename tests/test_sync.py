@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from specman.archive import ExtractLimits
 from specman.errors import SyncError, UsageError
 from specman.logs import configure
 from specman.oci import (
@@ -31,7 +30,7 @@ from specman.oci import (
 )
 from specman.oci.manifest import OCI_INDEX, OCI_MANIFEST
 from specman.store import Store
-from specman.sync import Backoff, SyncResult, TagFilter, reconcile_once
+from specman.sync import Backoff, SyncConfig, SyncResult, TagFilter, reconcile_once
 from tests.fixtures.archives import Entry, make_tar
 from tests.fixtures.oci import push_artifact as raw_push
 from tests.fixtures.oci import push_manifest, registry_client
@@ -87,9 +86,8 @@ def push_three(repo: Repository, work: Path) -> dict[str, str]:
 
 
 def sync(repo: Repository, store: Store, **kw: object) -> SyncResult:
-    kw.setdefault("tag_filter", TagFilter())
-    kw.setdefault("limits", ExtractLimits())
-    return reconcile_once(repo, store, **kw)  # type: ignore[arg-type]
+    config = {key: kw.pop(key) for key in ("tag_filter", "limits", "keep_deleted", "parallel") if key in kw}
+    return reconcile_once(repo, store, SyncConfig(**config), **kw)  # type: ignore[arg-type]
 
 
 def view(store: Store) -> Path:

@@ -13,7 +13,7 @@ import pytest
 from cryptography import x509
 
 from specman.errors import UsageError
-from specman.tls import ensure_certificates, parse_sans, server_context
+from specman.runtime.tls import ensure_certificates, parse_sans, server_context
 
 
 def serve_once(ctx: ssl.SSLContext) -> tuple[int, threading.Thread]:

@@ -9,9 +9,9 @@ from starlette.datastructures import Headers
 
 from specman.console.csrf import cross_origin_problem
 from specman.errors import SyncError
-from specman.runtime import HISTORY_MAX, SyncStatus
 from specman.server.status_page import sync_chart
 from specman.sync.reconcile import SyncResult
+from specman.sync.status import HISTORY_MAX, SyncStatus
 from specman.webui.templates import human_bytes, human_duration, human_time, render
 
 

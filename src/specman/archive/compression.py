@@ -22,7 +22,7 @@ from typing import IO, BinaryIO, Final, Protocol, cast
 import zstandard
 from isal import igzip, igzip_threaded, isal_zlib
 
-from specman.errors import ArchiveError, CorruptArchiveError, SpecmanError
+from specman.errors import ArchiveError, CorruptArchiveError, NotAnArchiveError, SpecmanError
 
 __all__ = [
     "SNIFF_SIZE",
@@ -83,13 +83,13 @@ def detect_compression(head: bytes) -> Compression:
     if len(head) >= SNIFF_SIZE and not any(head[:SNIFF_SIZE]):
         return Compression.NONE  # an empty tar: nothing but end-of-archive blocks
     if not head:
-        raise CorruptArchiveError("layer is empty (0 bytes), not a tar archive")
+        raise NotAnArchiveError("layer is empty (0 bytes), not a tar archive")
     for magic, what in _KNOWN_UNSUPPORTED:
         if head.startswith(magic):
             raise CorruptArchiveError(f"layer is {what}; only tar, tar+gzip and tar+zstd are supported")
     shown = head[:4]
     text = "".join(chr(b) if 0x20 <= b < 0x7F else "." for b in shown)
-    raise CorruptArchiveError(f"layer is not a tar archive (starts with bytes {shown.hex()} = {text!r})")
+    raise NotAnArchiveError(f"layer is not a tar archive (starts with bytes {shown.hex()} = {text!r})")
 
 
 class _Replay(io.RawIOBase):

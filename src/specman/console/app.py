@@ -8,15 +8,14 @@ endpoint: ``session`` endpoints need a valid session token (cookie or ``Authoriz
 (``specman.console.pages``) share the application; every state change, API or page script, passes the
 cross-origin check of ``specman.console.csrf``.
 
-``app_from_env`` is the factory granian calls in each worker; ``specman console`` passes the data directory and
-options through ``SPECMAN_CONSOLE_*`` environment variables (file paths, never a secret).
+``specman.runtime.workers.console_app`` is the factory granian calls in each worker: it builds the console with
+``build_console`` from the settings ``specman console`` wrote to its run directory (file paths, never a secret).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Final, Literal, ParamSpec, TypeVar
@@ -29,7 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from specman.console.auth import Authenticator, read_secret_file, token_from_request
+from specman.console.auth import Authenticator, token_from_request
 from specman.console.bodies import read_body, read_json_object
 from specman.console.crypto import SecretBox, load_or_create_key
 from specman.console.csrf import OriginCheck
@@ -40,15 +39,8 @@ from specman.console.service import Console, rfc3339
 from specman.console.storage import open_storage
 from specman.webui import SecurityHeaders
 
-__all__ = ["ENV", "app_from_env", "create_app"]
+__all__ = ["build_console", "create_app"]
 
-ENV: Final = {
-    "data_dir": "SPECMAN_CONSOLE_DATA_DIR",
-    "database": "SPECMAN_CONSOLE_DATABASE",
-    "secret_key_file": "SPECMAN_CONSOLE_SECRET_KEY_FILE",
-    "service_token_file": "SPECMAN_CONSOLE_SERVICE_TOKEN_FILE",
-    "token_ttl": "SPECMAN_CONSOLE_TOKEN_TTL",
-}
 _HEADERS: Final = {"Cache-Control": "no-store"}
 Access = Literal["public", "session", "service"]
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -286,17 +278,3 @@ def build_console(
     key = load_or_create_key(secret_key_file or data_dir / "secret.key", create=False)
     auth = Authenticator(storage, token_ttl=token_ttl, service_token=service_token)
     return Console(storage, SecretBox(key), auth)
-
-
-def app_from_env() -> ASGIApp:
-    """Factory for the granian workers (``specman console`` sets the environment before starting them)."""
-    env = {name: os.environ.get(var) or None for name, var in ENV.items()}
-    token_file = env["service_token_file"]
-    console = build_console(
-        Path(env["data_dir"] or "."),
-        database=env["database"],
-        secret_key_file=Path(env["secret_key_file"]) if env["secret_key_file"] else None,
-        service_token=read_secret_file(Path(token_file)) if token_file else None,
-        token_ttl=float(env["token_ttl"] or 86400),
-    )
-    return create_app(console)

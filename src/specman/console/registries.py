@@ -37,7 +37,6 @@ __all__ = ["SPECTRO_REPOSITORY", "Check", "RegistryTarget", "check_registry", "p
 
 SPECTRO_REPOSITORY: Final = "spectro-packs/spectro-manifests/manifest"
 _RETRY: Final = RetryPolicy(attempts=2, timeout=20.0, wait_initial=0.2, wait_max=1.0, wait_jitter=0.2)
-_TLS_MARKERS: Final = ("certificate", "tls", "ssl", "handshake")
 
 
 def parse_endpoint(value: str) -> tuple[str, bool]:
@@ -82,8 +81,7 @@ class RegistryTarget:
 
 
 def _is_tls_failure(exc: TransportError) -> bool:
-    text = str(exc).lower()
-    return any(marker in text for marker in _TLS_MARKERS)
+    return exc.cause in ("tls", "plain-http")
 
 
 def _tls_ok(plain: bool, insecure: bool) -> Check:

@@ -56,14 +56,15 @@ def _run(row: sqlite3.Row) -> JobRun:
     )
 
 
-def _conflict(exc: sqlite3.IntegrityError) -> ConflictError:
-    text = str(exc)
-    if "registries.spectro" in text:
+def _conflict(connection: sqlite3.Connection, record: RegistryRecord) -> ConflictError:
+    """Which unique constraint ``record`` broke, asked of the database (SQLite names it only in its message text)."""
+    others = "SELECT 1 FROM registries WHERE uid != ? AND "
+    if record.contains_spectro_manifests and connection.execute(others + "spectro = 1", (record.uid,)).fetchone():
         return ConflictError(
             "containsSpectroManifests",
             "another registry already contains the Spectro manifests (clear it there first)",
         )
-    if "registries.name" in text:
+    if connection.execute(others + "name = ?", (record.uid, record.name)).fetchone():
         return ConflictError("name", "a registry with this name already exists")
     return ConflictError("", "the change conflicts with existing data")
 
@@ -236,6 +237,9 @@ class SQLiteStorage:
         spectro = int(r.contains_spectro_manifests)
         return (r.name, r.endpoint, r.username, r.password, r.ca_cert, int(r.insecure), spectro, r.updated_at)
 
+    def _conflict(self, record: RegistryRecord) -> ConflictError:
+        return _conflict(self._connect(), record)
+
     def insert_registry(self, record: RegistryRecord) -> None:
         try:
             with self._write() as c:
@@ -244,8 +248,8 @@ class SQLiteStorage:
                     "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (record.uid, *self._registry_values(record)[:-1], record.created_at, record.updated_at),
                 )
-        except sqlite3.IntegrityError as exc:
-            raise _conflict(exc) from None
+        except sqlite3.IntegrityError:
+            raise self._conflict(record) from None
 
     def update_registry(self, record: RegistryRecord) -> bool:
         try:
@@ -258,8 +262,8 @@ class SQLiteStorage:
                     ).rowcount
                     == 1
                 )
-        except sqlite3.IntegrityError as exc:
-            raise _conflict(exc) from None
+        except sqlite3.IntegrityError:
+            raise self._conflict(record) from None
 
     def delete_registry(self, uid: str) -> bool:
         with self._write() as c:

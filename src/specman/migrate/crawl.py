@@ -35,7 +35,7 @@ from urllib.parse import quote, urlsplit
 from specman.errors import ContentError, SpecmanError
 from specman.migrate.listing import Listing, parse_listing, safe_segment
 from specman.oci.http import USER_AGENT, TLSOptions, describe_transport_error, transport_error
-from specman.oci.lowspeed import SpeedWindow
+from specman.oci.lowspeed import LowSpeedTimeout, SpeedWindow
 
 if TYPE_CHECKING:  # imported where used: the CLI imports this module (through quickstart) for every command,
     import aiohttp  # which would otherwise all pay aiohttp's ~14 MiB and import time
@@ -180,7 +180,7 @@ class HttpTree:
 
         try:
             yield
-        except TimeoutError as exc:
+        except (TimeoutError, LowSpeedTimeout) as exc:
             raise transport_error(self.host, exc, "timeout") from exc
         except aiohttp.ClientConnectorError as exc:
             raise transport_error(self.host, exc, "connect", _connect_reason(exc)) from exc
@@ -212,7 +212,7 @@ class HttpTree:
                 async for chunk in response.content.iter_chunked(_CHUNK):
                     body += chunk
                     if (measured := speed.slow(len(chunk))) is not None:
-                        raise TimeoutError(measured)  # a trickling server cannot hold a fetch
+                        raise LowSpeedTimeout(measured)  # a trickling server cannot hold a fetch
                     if len(body) > MAX_LISTING_BYTES:
                         raise ContentError(
                             f"{self.name}: the listing of {what} is larger than {MAX_LISTING_BYTES} bytes"
@@ -282,7 +282,7 @@ class HttpTree:
                         digest.update(chunk)
                         size += len(chunk)
                         if (measured := speed.slow(len(chunk))) is not None:
-                            raise TimeoutError(measured)  # a trickling server cannot hold a fetch
+                            raise LowSpeedTimeout(measured)  # a trickling server cannot hold a fetch
                         if out is not None:
                             out.write(chunk)
                         if progress:

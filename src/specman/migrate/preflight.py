@@ -51,9 +51,11 @@ class Check:
     ok: bool
     message: str
     skipped: bool = False
+    hint: str | None = None  # the operator's next step, in the command line's words (the error's ``hint``)
 
     def line(self) -> str:
-        return f"{'ok  ' if self.ok else 'skip' if self.skipped else 'FAIL'} {self.name}: {self.message}"
+        hint = f" ({self.hint})" if self.hint else ""
+        return f"{'ok  ' if self.ok else 'skip' if self.skipped else 'FAIL'} {self.name}: {self.message}{hint}"
 
 
 def disk_needed(sizes: dict[str, int], *, mirror: bool) -> int:
@@ -102,7 +104,9 @@ class Preflight:
         except ConsoleError as exc:
             extra = " (check --console-user and the console password)" if exc.status == 401 else ""
             check = Check(name, False, f"{exc}{extra}")
-        except (SpecmanError, OSError) as exc:
+        except SpecmanError as exc:
+            check = Check(name, False, f"{exc}{hint}", hint=exc.hint)
+        except OSError as exc:
             check = Check(name, False, f"{exc}{hint}")
         self.checks.append(check)
         self.report(check)

@@ -44,11 +44,11 @@ from specman.migrate.preflight import (
     free_bytes,
     same_source,
 )
+from specman.migrate.reporter import Reporter
 from specman.migrate.source import Source, UrlSource
 from specman.oci import push_artifact
 from specman.oci.client import RemoteRepository
 from specman.oci.repository import RegistryOptions, Target
-from specman.ui import UI
 
 __all__ = ["Migration", "MigrationPlan"]
 
@@ -74,7 +74,7 @@ class MigrationPlan:
 
 
 class Migration:
-    def __init__(self, plan: MigrationPlan, ui: UI, *, confirm: Callable[[str], bool] | None = None) -> None:
+    def __init__(self, plan: MigrationPlan, ui: Reporter, *, confirm: Callable[[str], bool] | None = None) -> None:
         self.plan = plan
         self.ui = ui
         self.confirm = confirm
@@ -228,7 +228,8 @@ class Migration:
             count = len(checks.failures())
             raise MigrationError(
                 f"preflight failed ({count} problem{'s' if count > 1 else ''}, nothing was changed): {first.name}: "
-                f"{first.message}"
+                f"{first.message}",
+                hint=first.hint,
             )
 
     def _registry_body(self) -> dict[str, Any]:

@@ -25,7 +25,14 @@ from specman.archive import (
     pack_to_file,
     reserved_entry,
 )
-from specman.errors import ArchiveError, ContentError, CorruptArchiveError, NotFoundError, UsageError
+from specman.errors import (
+    ArchiveError,
+    ContentError,
+    CorruptArchiveError,
+    NotAnArchiveError,
+    NotFoundError,
+    UsageError,
+)
 from specman.oci.blob import Progress, download_to
 from specman.oci.manifest import (
     ANNOTATION_TITLE,
@@ -214,7 +221,8 @@ def pull_artifact(
         if len(manifest.layers) != 1:
             raise ContentError(
                 f"{repo.display}:{reference} has {len(manifest.layers)} layers; specman extracts artifacts with one "
-                "archive layer (use --no-extract to save the layers as files)"
+                "archive layer",
+                hint="use --no-extract to save the layers as files",
             )
         layer = manifest.layers[0]
         label = layer.title or layer.digest[:19]
@@ -226,8 +234,8 @@ def pull_artifact(
             except CorruptArchiveError as exc:
                 # A corrupt stream is most often corrupt bytes: when the digest does not match, say that.
                 reader.verify()
-                hint = " (use --no-extract to save it as a file)" if "not a tar archive" in str(exc) else ""
-                raise CorruptArchiveError(f"{repo.display}:{reference}: layer {label}: {exc}{hint}") from exc
+                hint = "use --no-extract to save it as a file" if isinstance(exc, NotAnArchiveError) else None
+                raise type(exc)(f"{repo.display}:{reference}: layer {label}: {exc}", hint=hint) from exc
         return PullResult(manifest.digest, manifest, result.files, result.bytes)
     dest.mkdir(parents=True, exist_ok=True)
     total = 0

@@ -98,10 +98,10 @@ class RegistryClient:
                 refused = response.status_code in (401, 403)
                 if refused and self.auth.credentials(self.host) is None:
                     raise AuthenticationError(
-                        f"{what}: unauthorized: {self.host} requires credentials and none were given "
-                        "(use specman login, or -u with --password-stdin)",
+                        f"{what}: unauthorized: {self.host} requires credentials and none were given",
                         status=response.status_code,
                         code="UNAUTHORIZED",
+                        hint="use specman login, or -u with --password-stdin",
                     )
                 raise_for_registry_error(response, what)
                 raise ProtocolError(f"{what}: unexpected HTTP {response.status_code}", status=response.status_code)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from specman.errors import CredentialsError
+from specman.errors import CredentialsError, CredentialsNotFoundError
 from specman.files import atomic_write
 
 __all__ = ["Credentials", "DockerConfig", "config_path"]
@@ -162,6 +162,10 @@ def _decode_entry(entry: dict[str, Any], key: str, path: Path) -> Credentials:
     return Credentials(username, "" if token else password, token)
 
 
+# the credential helper protocol's answer for "nothing stored for this server" (errCredentialsNotFound)
+_NOT_FOUND = "credentials not found in native keychain"
+
+
 def _run_helper(name: str, action: str, stdin: str) -> str:
     program = f"docker-credential-{name}"
     try:
@@ -172,6 +176,8 @@ def _run_helper(name: str, action: str, stdin: str) -> str:
         raise CredentialsError(f"credential helper {program} {action} timed out") from None
     if proc.returncode != 0:
         reason = (proc.stdout or proc.stderr).strip().splitlines()
+        if reason and reason[0].strip().lower() == _NOT_FOUND:
+            raise CredentialsNotFoundError(f"credential helper {program} has no credentials for this host")
         raise CredentialsError(
             f"credential helper {program} {action} failed: {reason[0] if reason else proc.returncode}"
         )
@@ -182,7 +188,7 @@ def _helper_get(name: str, host: str, *, missing_ok: bool = False) -> Credential
     try:
         out = _run_helper(name, "get", host)
     except CredentialsError as exc:
-        if missing_ok and "credentials not found" in str(exc).lower():
+        if missing_ok and isinstance(exc, CredentialsNotFoundError):
             return None
         raise
     try:

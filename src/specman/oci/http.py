@@ -25,7 +25,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Final, Literal
 
 import httpx
 import stamina
@@ -39,10 +39,11 @@ from specman.errors import (
     ProtocolError,
     RateLimitedError,
     RegistryError,
+    TransportCause,
     TransportError,
 )
 from specman.oci.auth import merge_scopes
-from specman.oci.lowspeed import LowSpeedTransport, proxy_mounts
+from specman.oci.lowspeed import LowSpeedTimeout, LowSpeedTransport, proxy_mounts
 
 __all__ = [
     "RETRY_STATUSES",
@@ -126,36 +127,60 @@ def make_client(
     )
 
 
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and the exceptions it was raised from (httpx and httpcore re-raise with ``from``)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def classify_transport_error(exc: BaseException) -> tuple[TransportCause, str]:
+    """What a transport failure was, decided by the types in its chain (never by its text), and one short line for
+    it: TLS verification, plain HTTP spoken to TLS, refused, reset, the low-speed limit."""
+    for link in _chain(exc):
+        if isinstance(link, ssl.SSLCertVerificationError):
+            return "tls", f"TLS certificate verification failed: {link.verify_message or link.reason}"
+        if isinstance(link, ssl.SSLError):
+            if link.reason == "WRONG_VERSION_NUMBER":
+                return "plain-http", "TLS handshake failed: the server does not speak TLS (is it plain HTTP?)"
+            return "tls", f"TLS handshake failed: {link.reason or type(link).__name__}"
+        if isinstance(link, ConnectionRefusedError):
+            return "refused", "connection refused"
+        if isinstance(link, ConnectionResetError):
+            return "reset", "connection reset by peer"
+        if isinstance(link, LowSpeedTimeout):
+            return "lowspeed", str(link)
+    return "other", str(exc) or type(exc).__name__
+
+
 def describe_transport_error(exc: BaseException) -> str:
-    """One short line for a transport failure (TLS verification, plain HTTP spoken to TLS, refused, reset)."""
-    text = str(exc) or type(exc).__name__
-    for marker, nicer in (
-        ("CERTIFICATE_VERIFY_FAILED", "TLS certificate verification failed"),
-        ("WRONG_VERSION_NUMBER", "TLS handshake failed (is it plain HTTP? try --plain-http)"),
-        ("Connection refused", "connection refused"),
-        ("Connection reset", "connection reset by peer"),
-    ):
-        if marker in text:
-            detail = text.split("(_ssl.c")[0].rstrip(" (") if "CERTIFICATE" in marker else ""
-            return f"{nicer}{': ' + detail if detail and detail != nicer else ''}"
-    return text
+    """One short line for a transport failure (see ``classify_transport_error``)."""
+    return classify_transport_error(exc)[1]
+
+
+_HINTS: Final[dict[TransportCause, str]] = {"tls": "use --ca-file or --insecure", "plain-http": "try --plain-http"}
 
 
 def transport_error(
     host: str, exc: BaseException, kind: Literal["timeout", "connect", "broken", "other"], reason: str | None = None
 ) -> TransportError:
-    """The one line specman says for a transport failure of ``kind`` reaching ``host`` (``reason`` overrides
-    ``describe_transport_error(exc)``); shared by the httpx clients and migrate's aiohttp tree reader."""
+    """The one line specman says for a transport failure of ``kind`` reaching ``host`` (``reason`` overrides the
+    classified line); shared by the httpx clients and migrate's aiohttp tree reader.  The error's ``cause`` and
+    operator ``hint`` come from the classification."""
+    cause, text = classify_transport_error(exc)
     if kind == "timeout":
-        detail = f": {exc}" if "bytes/s" in str(exc) else ""  # the low-speed limit says what it measured
-        return TransportError(f"{host}: timed out ({type(exc).__name__}{detail})")
-    reason = reason or describe_transport_error(exc)
+        detail = f": {text}" if cause == "lowspeed" else ""  # the low-speed limit says what it measured
+        return TransportError(f"{host}: timed out ({type(exc).__name__}{detail})", cause=cause if detail else "timeout")
+    reason = reason or text
+    hint = _HINTS.get(cause)
     if kind == "connect":
-        hint = " (use --ca-file or --insecure)" if "certificate" in reason else ""
-        return TransportError(f"cannot connect to {host}: {reason}{hint}")
+        return TransportError(f"cannot connect to {host}: {reason}", cause=cause, hint=hint)
     if kind == "broken":
-        return TransportError(f"{host}: connection broken: {reason}")
-    return TransportError(f"{host}: {reason}")
+        return TransportError(f"{host}: connection broken: {reason}", cause="broken" if cause == "other" else cause)
+    return TransportError(f"{host}: {reason}", cause=cause, hint=hint)
 
 
 @contextlib.contextmanager
@@ -257,6 +282,9 @@ def send(
     raise AssertionError("unreachable: the last attempt returns its response or stamina re-raises")
 
 
+_SPEAKS_HTTPS: Final = "the registry speaks HTTPS, not plain HTTP"
+
+
 def _registry_errors(response: httpx.Response) -> tuple[str | None, str]:
     """The first distribution error code and a message from an error reply."""
     try:
@@ -278,7 +306,7 @@ def _registry_errors(response: httpx.Response) -> tuple[str | None, str]:
             if code == "NAME_UNKNOWN" and isinstance(detail, dict) and detail.get("name"):
                 message = f"{message}: {detail['name']}"
     elif b"HTTP request to an HTTPS server" in body:
-        message = "the registry speaks HTTPS, not plain HTTP (drop --plain-http)"
+        message = _SPEAKS_HTTPS
     elif body:
         kind = response.headers.get("content-type", "").split(";")[0]
         message = "HTML page" if "html" in kind or body.lstrip()[:1] == b"<" else "non-JSON reply"
@@ -332,4 +360,5 @@ def raise_for_registry_error(response: httpx.Response, what: str) -> None:
         text if code else f"{what}: HTTP {status}{' (' + message + ')' if message else ''}",
         status=status,
         code=code,
+        hint="drop --plain-http" if message == _SPEAKS_HTTPS else None,
     )

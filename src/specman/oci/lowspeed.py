@@ -46,6 +46,11 @@ class SpeedWindow:
         return None
 
 
+class LowSpeedTimeout(httpcore.ReadTimeout):
+    """A reply broke the low-speed rule; its message says what was measured.  Its own class so that the error
+    mapping recognises it by type (``specman.oci.http.classify_transport_error``)."""
+
+
 class _Stream(httpcore.NetworkStream):
     def __init__(self, inner: httpcore.NetworkStream, limit: int, window: float) -> None:
         self._inner = inner
@@ -59,7 +64,7 @@ class _Stream(httpcore.NetworkStream):
             self._speed = SpeedWindow(self._limit, self._window)  # the reply has begun: its first bytes start it
             return data
         if (measured := self._speed.slow(len(data))) is not None:
-            raise httpcore.ReadTimeout(measured)
+            raise LowSpeedTimeout(measured)
         return data
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:

@@ -1,6 +1,6 @@
 """HTTP serving of the data directory (``specman serve``).
 
-Owns request handling only: it reads what ``specman.store`` published (``load_current``) and never writes to
+Owns request handling only: it reads what ``specman.store`` published (``StoreReader``) and never writes to
 the data directory.  ``paths`` turns a request path into a file confined to a served tree; ``conditional``
 answers preconditions (ETag, dates) and byte ranges.
 """

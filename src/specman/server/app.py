@@ -1,8 +1,10 @@
 """The ASGI application of ``specman serve``: the published view, per-version trees, status and probes.
 
-``create_app(data_dir)`` reads only what ``specman.store`` published.  Every request checks ``<data_dir>/current``
-with one ``readlink`` and reloads the generation record when the link moved, so a sync in another process is
-visible at once and a request never mixes two generations (it resolves its tree once).
+``create_app(data_dir)`` reads only what ``specman.store`` published, through its ``StoreReader``: every request
+checks ``<data_dir>/current`` with one ``readlink`` and the generation record is reloaded when the link moved, so a
+sync in another process is visible at once and a request never mixes two generations (it resolves its tree once).
+It imports nothing of the process runtime: ``specman serve``'s workers hand it a ``Service`` (sync state, metrics,
+notifications) built by ``specman.runtime.workers``.
 
 What the request asks is read by ``request`` (raw path, precondition headers, JSON preference).  Paths go through
 ``paths.parse_request_path`` (on the raw bytes of the path, still encoded) and ``paths.confine``; preconditions
@@ -19,10 +21,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 from urllib.parse import unquote
 
 import anyio.to_thread
@@ -33,8 +35,6 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from specman.metrics import CONTENT_TYPE, Metrics
-from specman.runtime import RunDir
 from specman.server.conditional import RangeNotSatisfiable, evaluate, parse_range, range_applies
 from specman.server.files import (
     FileEntry,
@@ -46,15 +46,15 @@ from specman.server.files import (
     send_whole_file,
     url_quote,
 )
-from specman.server.guards import BasicAuth, CountResponses, Methods, read_basic_auth
+from specman.server.guards import BasicAuth, CountResponses, Methods
 from specman.server.notify import Notifier
 from specman.server.paths import PathRejected, RequestPath, parse_request_path
 from specman.server.request import conditions, raw_path, wants_json
 from specman.server.status_page import status_context
-from specman.store import Generation, Store, load_current
+from specman.store import StoreReader
 from specman.webui import HEADERS, STATIC_DIR, render
 
-__all__ = ["VERSIONS_PREFIX", "app_from_env", "create_app"]
+__all__ = ["VERSIONS_PREFIX", "Exporter", "Service", "create_app"]
 
 VERSIONS_PREFIX: Final = "/_specman/versions/"
 NOTIFY_PATH: Final = "/_specman/notify"
@@ -64,31 +64,6 @@ STATIC_PREFIX: Final = "/_specman/static/"
 PROBES: Final = ("healthz", "readyz", "metrics")  # at /_specman/<name>, and at /<name> unless the tree has it
 _OPEN_PATHS: Final = frozenset({*(f"/_specman/{name}" for name in PROBES), NOTIFY_PATH})  # no Basic auth
 _ALIASES: Final = frozenset(f"/{name}" for name in PROBES)
-
-
-class _Current:
-    """The published generation, reloaded when ``current`` points elsewhere (one ``readlink`` per request)."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.store = Store(data_dir)  # never opened: only its read-only lookups are used
-        self._link_path = os.path.join(data_dir, "current")
-        self._lock = threading.Lock()
-        self._link: str | None = None
-        self._generation: Generation | None = None
-        self.tree: Path | None = None  # the generation's tree, as of the last ``get``
-
-    def get(self) -> Generation | None:
-        try:
-            link: str | None = os.readlink(self._link_path)
-        except OSError:
-            link = None
-        with self._lock:
-            if link != self._link or (link is not None and self._generation is None):
-                self._generation = load_current(self.data_dir) if link is not None else None
-                self.tree = self._generation.tree if self._generation is not None else None
-                self._link = link
-            return self._generation
 
 
 def _error(status: int, message: str) -> Response:
@@ -107,7 +82,7 @@ def _url(names: tuple[str, ...]) -> str:
 class _Files:
     """GET/HEAD of files and directories under the current generation's tree or one version's tree."""
 
-    def __init__(self, current: _Current, *, index_pages: bool = True) -> None:
+    def __init__(self, current: StoreReader, *, index_pages: bool = True) -> None:
         self.current = current
         self.index = FileIndex()
         self.index_pages = index_pages
@@ -125,8 +100,8 @@ class _Files:
     async def in_tree(self, name: str) -> bool:
         """Whether the published tree has an entry ``name`` at its root (remembered: published trees never
         change).  The root aliases of the probes give way to such content."""
-        generation = self.current.get()
-        tree = self.current.tree if generation is not None else None
+        generation = self.current.current()
+        tree = generation.tree if generation is not None else None
         if tree is None:
             return False
         key = (tree, name)
@@ -142,14 +117,14 @@ class _Files:
         """The tree to serve ``path`` from, the path inside it, and the URL prefix of that tree.
 
         Names under ``/_specman/`` never reach the published tree: the prefix is reserved for specman."""
-        generation = self.current.get()
+        generation = self.current.current()
         if path.names[:1] != ("_specman",):
-            return (self.current.tree if generation is not None else None), path, ""
+            return (generation.tree if generation is not None else None), path, ""
         if path.names[1:2] != ("versions",) or len(path.names) < 3:
             raise PathRejected("Not found: /_specman/versions/<tag>/ serves one version", status=404)
         tag = path.names[2]
         state = generation.tags.get(tag) if generation is not None else None
-        tree = self.current.store.versions_dir / state.version / "tree" if state is not None else None
+        tree = self.current.version_tree(state) if state is not None else None
         inner = RequestPath(path.names[3:], path.directory)
         return tree, inner, VERSIONS_PREFIX + url_quote(tag)
 
@@ -232,6 +207,34 @@ class _Files:
         return Response(body, media_type=media_type, headers=headers)
 
 
+class Exporter(Protocol):
+    """The metrics of the serving process (``specman.runtime.metrics.Metrics``)."""
+
+    @property
+    def content_type(self) -> str: ...
+
+    def record_request(self, method: str, status: int) -> None: ...
+
+    def render(self) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class Service:
+    """What ``specman serve`` adds to a bare file server: the sync loop's state, metrics and notifications.
+
+    ``sync_state()`` returns the loop's ``SyncStatus`` as JSON (or None), ``notify(events)`` forwards accepted
+    registry notifications to the loop; ``repository`` is the name notifications must carry (None: any).
+    """
+
+    source: str | None = None
+    sync_state: Callable[[], dict[str, Any] | None] = lambda: None
+    metrics: Exporter | None = None
+    notify: Callable[[list[tuple[str, str]]], bool] | None = None
+    repository: str | None = None
+    notify_token_file: str | None = None
+    notify_token_env: str | None = None
+
+
 def _not_ready(sync: dict[str, Any] | None) -> str:
     """Why ``/readyz`` says no: nothing published yet, and what the sync loop is doing about it."""
     reason = "not ready: no generation published yet"
@@ -242,47 +245,25 @@ def _not_ready(sync: dict[str, Any] | None) -> str:
     return f"{reason}; the first sync is running"
 
 
-def create_app(
-    data_dir: Path,
-    *,
-    basic_auth: tuple[str, str] | None = None,
-    run: RunDir | None = None,
-    index_pages: bool = True,
-) -> ASGIApp:
-    """The application serving ``data_dir`` (see the module docstring); ``basic_auth`` = (user, password).
-
-    With ``run`` (the run directory of ``specman serve``) it also shows the sync loop's state, counts and
-    exports metrics and accepts registry notifications; without it, it serves files, status and probes only.
-    ``index_pages``: a directory's ``index.html`` answers for it (as nginx); False always lists.
-    """
-    data_dir = Path(data_dir)
-    current = _Current(data_dir)
-    files = _Files(current, index_pages=index_pages)
-    config = run.config() if run is not None else None
-    metrics = Metrics(run.metrics_dir) if run is not None else None
-
-    def sync_state() -> dict[str, Any] | None:
-        return run.read_status() if run is not None else None
+def _api(reader: StoreReader, service: Service) -> Starlette:
+    """The small Starlette app behind the hot path: probes, status (JSON and page), metrics, notifications."""
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok\n")
 
     async def readyz(request: Request) -> Response:
-        generation = await anyio.to_thread.run_sync(current.get)
+        generation = await anyio.to_thread.run_sync(reader.current)
         if generation is None:
-            return PlainTextResponse(_not_ready(sync_state()) + "\n", status_code=503)
+            return PlainTextResponse(_not_ready(service.sync_state()) + "\n", status_code=503)
         return PlainTextResponse(f"ready: generation {generation.number}\n")
 
     async def status(request: Request) -> Response:
-        body = await anyio.to_thread.run_sync(current.store.status)
-        head: dict[str, Any] = {"source": config.source if config else None, "data_dir": str(data_dir)}
-        body = {**head, **body, "sync": sync_state()}
-        return JSONResponse(body, headers={"Cache-Control": "no-store"})
+        body = await anyio.to_thread.run_sync(reader.status)
+        head: dict[str, Any] = {"source": service.source, "data_dir": str(reader.data_dir)}
+        return JSONResponse({**head, **body, "sync": service.sync_state()}, headers={"Cache-Control": "no-store"})
 
     async def status_page(request: Request) -> Response:
-        context = await anyio.to_thread.run_sync(
-            status_context, current.store, config.source if config else None, sync_state()
-        )
+        context = await anyio.to_thread.run_sync(status_context, reader, service.source, service.sync_state())
         page = render("status.html", static=STATIC_PREFIX.rstrip("/"), **context)
         return HTMLResponse(page, headers={**HEADERS, "Cache-Control": "no-store"})
 
@@ -290,18 +271,19 @@ def create_app(
         return RedirectResponse(PAGE_PATH, status_code=301)
 
     async def metrics_page(request: Request) -> Response:
-        if metrics is None:
+        if service.metrics is None:
             return _error(404, "Not found")
-        return Response(await anyio.to_thread.run_sync(metrics.render), media_type=CONTENT_TYPE)
+        body = await anyio.to_thread.run_sync(service.metrics.render)
+        return Response(body, media_type=service.metrics.content_type)
 
     notifier = Notifier(
-        run.notify if run is not None else (lambda tags: False),
-        repository=config.repository if config else None,
-        token_file=config.notify_token_file if config else None,
-        token_env=config.notify_token_env if config else None,
+        service.notify or (lambda tags: False),
+        repository=service.repository,
+        token_file=service.notify_token_file,
+        token_env=service.notify_token_env,
     )
     probes = {"healthz": healthz, "readyz": readyz, "metrics": metrics_page}
-    api = Starlette(
+    return Starlette(
         routes=[
             *(Route(f"/_specman/{name}", probes[name], methods=["GET"]) for name in PROBES),
             *(Route(f"/{name}", probes[name], methods=["GET"]) for name in PROBES),
@@ -312,6 +294,26 @@ def create_app(
             Route(NOTIFY_PATH, notifier.handle, methods=["POST"]),
         ]
     )
+
+
+def create_app(
+    data_dir: Path,
+    *,
+    basic_auth: tuple[str, str] | None = None,
+    service: Service | None = None,
+    index_pages: bool = True,
+) -> ASGIApp:
+    """The application serving ``data_dir`` (see the module docstring); ``basic_auth`` = (user, password).
+
+    With ``service`` (what ``specman serve``'s workers pass: ``specman.runtime.workers``) it also shows the sync
+    loop's state, counts and exports metrics and accepts registry notifications; without it, it serves files,
+    status and probes only.  ``index_pages``: a directory's ``index.html`` answers for it (as nginx); False always
+    lists.
+    """
+    service = service or Service()
+    reader = StoreReader(Path(data_dir))
+    files = _Files(reader, index_pages=index_pages)
+    api = _api(reader, service)
 
     async def to_api(scope: Scope) -> bool:
         """Whether ``api`` answers (else ``_Files``): ``/_specman/`` but its versions, and the root aliases of
@@ -334,15 +336,6 @@ def create_app(
     app: ASGIApp = Methods(dispatch, post_paths={NOTIFY_PATH})
     if basic_auth is not None:
         app = BasicAuth(app, credentials=basic_auth, is_open=open_request)
-    if metrics is not None:
-        app = CountResponses(app, record=metrics.record_request)
+    if service.metrics is not None:
+        app = CountResponses(app, record=service.metrics.record_request)
     return app
-
-
-def app_from_env() -> ASGIApp:
-    """Factory for the server workers: ``specman serve`` exported its run directory (``specman.runtime``)."""
-    run = RunDir.from_env()
-    config = run.config()
-    Store(Path(config.data_dir)).drop_inherited_lock()  # forked with the main process's lock descriptor
-    auth = read_basic_auth(Path(config.basic_auth_file)) if config.basic_auth_file else None
-    return create_app(Path(config.data_dir), basic_auth=auth, run=run, index_pages=config.index_pages)

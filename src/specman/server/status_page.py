@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from markupsafe import Markup, escape
 
-from specman.store import Store
+from specman.store import StoreReader
 from specman.webui.templates import human_bytes, human_duration, human_time
 
 __all__ = ["status_context", "sync_chart"]
@@ -93,7 +93,7 @@ def sync_chart(history: Sequence[dict[str, Any]]) -> Markup | None:
     return Markup(svg)  # noqa: S704 - every text inside went through escape()
 
 
-def status_context(store: Store, source: str | None, sync: dict[str, Any] | None) -> dict[str, Any]:
+def status_context(store: StoreReader, source: str | None, sync: dict[str, Any] | None) -> dict[str, Any]:
     """What ``status.html`` shows (blocking: reads the generation and version records)."""
     generation = store.current()
     tags = []

@@ -26,6 +26,9 @@ the rest: ``staging/*``, ``current.tmp-*``, generations without a record or newe
 without a valid record -- never the current generation or the versions it names.  Removal renames a tree into
 ``staging/`` first, so an interrupted removal is finished by the next ``open``.
 
+Writer and readers: ``Store`` (``store.py``) is the one writer, used by the sync loop under the lock;
+``StoreReader`` (``reader.py``) is the read side the server uses in any number of processes, without the lock.
+
 Layering order (``version_key``): semver tags ascending, then the other tags by name; a later version wins a
 path conflict.  See ``_order`` and ``_merge`` for the rules.
 """
@@ -35,13 +38,16 @@ from __future__ import annotations
 from specman.store._merge import Conflict
 from specman.store._order import ordered_tags, version_key
 from specman.store._state import Generation, TagState, Version, version_id
-from specman.store.store import GcResult, Store, load_current
+from specman.store.layout import load_current
+from specman.store.reader import StoreReader
+from specman.store.store import GcResult, Store
 
 __all__ = [
     "Conflict",
     "GcResult",
     "Generation",
     "Store",
+    "StoreReader",
     "TagState",
     "Version",
     "load_current",

@@ -2,14 +2,13 @@
 
 This module owns every change to the data directory's layout (see the package docstring) and the order of
 those changes; it is the only writer.  It does not fetch, verify or extract anything (``fill`` callbacks do)
-and does not serve: readers in other processes use ``load_current`` and only read.
+and does not serve: readers in other processes use ``StoreReader`` (``reader.py``) and only read.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 import secrets
 import shutil
 import tempfile
@@ -44,13 +43,13 @@ from specman.store._state import (
     read_version,
     version_id,
 )
+from specman.store.layout import CURRENT, LOCK, current_number, load_current
+from specman.store.reader import StoreReader
 
-__all__ = ["GcResult", "Store", "load_current"]
+__all__ = ["GcResult", "Store", "load_current"]  # load_current: re-exported from layout
 
 log = logging.getLogger("specman.store")
 
-_CURRENT: Final = "current"
-_CURRENT_TARGET: Final = re.compile(r"generations/([0-9]+)")
 _LOGGED_CONFLICTS: Final = 20
 
 
@@ -65,22 +64,6 @@ class GcResult:
 
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _current_number(data_dir: Path) -> int | None:
-    """The generation number ``current`` points to, or None (no link, or not a link this store wrote)."""
-    try:
-        target = os.readlink(data_dir / _CURRENT)
-    except OSError:
-        return None
-    match = _CURRENT_TARGET.fullmatch(target)
-    return int(match.group(1)) if match else None
-
-
-def load_current(data_dir: Path) -> Generation | None:
-    """The published generation of ``data_dir``, read without the lock (for serving processes), or None."""
-    number = _current_number(data_dir)
-    return None if number is None else read_generation(data_dir / "generations" / str(number))
 
 
 def _reraise(exc: BaseException, action: str) -> NoReturn:
@@ -106,8 +89,9 @@ class Store:
         self.versions_dir = self.data_dir / "versions"
         self.generations_dir = self.data_dir / "generations"
         self.staging_dir = self.data_dir / "staging"
-        self._lock = DirLock(self.data_dir / "lock", self.data_dir)
+        self._lock = DirLock(self.data_dir / LOCK, self.data_dir)
         self._current: Generation | None = None
+        self.reader = StoreReader(self.data_dir)  # the published view, as the server reads it
 
     # -- opening ----------------------------------------------------------------------------------------
 
@@ -130,11 +114,6 @@ class Store:
 
     def close(self) -> None:
         self._lock.release()
-
-    def drop_inherited_lock(self) -> None:
-        """In a process forked from this store's owner (a server worker): close the inherited lock descriptor,
-        so that the lock dies with its owner even if this process lives on."""
-        DirLock.drop_inherited(self._lock.path)
 
     def __enter__(self) -> Store:
         return self.open()
@@ -170,11 +149,11 @@ class Store:
                 else:
                     leftover.unlink(missing_ok=True)
                 removed.append(leftover)
-            for link in sorted(self.data_dir.glob(f"{_CURRENT}.tmp-*")):
+            for link in sorted(self.data_dir.glob(f"{CURRENT}.tmp-*")):
                 remove(link, "unfinished swap of current")
-            number = _current_number(self.data_dir)
+            number = current_number(self.data_dir)
             current = None if number is None else read_generation(self.generations_dir / str(number))
-            if (self.data_dir / _CURRENT).is_symlink() and current is None:
+            if (self.data_dir / CURRENT).is_symlink() and current is None:
                 log.error("%s/current does not point to a complete generation; nothing is published", self.data_dir)
             for path in sorted(self.generations_dir.iterdir()):
                 if not path.name.isdigit():
@@ -200,7 +179,7 @@ class Store:
 
     def current(self) -> Generation | None:
         """The published generation (its tree is what is served), or None before the first publish."""
-        number = _current_number(self.data_dir)
+        number = current_number(self.data_dir)
         if number is None:
             self._current = None
         elif self._current is None or self._current.number != number:
@@ -215,26 +194,12 @@ class Store:
         return (self.versions_dir / version_id(tag, digest) / VERSION_RECORD).is_file()
 
     def per_version_tree(self, tag: str) -> Path | None:
-        """The tree of ``tag`` alone as published in the current generation (``/_specman/versions/<tag>/``)."""
-        generation = self.current()
-        state = generation.tags.get(tag) if generation else None
-        if state is None:
-            return None
-        tree = self.versions_dir / state.version / "tree"
-        return tree if tree.is_dir() else None
+        """The tree of ``tag`` alone as published in the current generation (``StoreReader.per_version_tree``)."""
+        return self.reader.per_version_tree(tag)
 
     def status(self) -> dict[str, Any]:
-        """The store's part of ``/_specman/status``."""
-        generation = self.current()
-        if generation is None:
-            return {"generation": None, "created": None, "tags": {}, "files": 0, "conflicts": 0}
-        return {
-            "generation": generation.number,
-            "created": generation.created,
-            "tags": generation.digests(),
-            "files": generation.files,
-            "conflicts": len(generation.conflicts),
-        }
+        """The store's part of ``/_specman/status`` (``StoreReader.status``)."""
+        return self.reader.status()
 
     # -- writing ----------------------------------------------------------------------------------------
 
@@ -320,7 +285,7 @@ class Store:
             self._swap_current(number)
         except BaseException as exc:
             shutil.rmtree(staging, ignore_errors=True)
-            if _current_number(self.data_dir) != number:
+            if current_number(self.data_dir) != number:
                 shutil.rmtree(final, ignore_errors=True)
             _reraise(exc, action)
         self._current = generation
@@ -337,10 +302,10 @@ class Store:
 
     def _swap_current(self, number: int) -> None:
         """Point ``current`` at ``generations/<number>`` in one ``rename`` (a new symlink replaces the old)."""
-        temporary = self.data_dir / f"{_CURRENT}.tmp-{secrets.token_hex(8)}"
+        temporary = self.data_dir / f"{CURRENT}.tmp-{secrets.token_hex(8)}"
         os.symlink(f"generations/{number}", temporary)
         try:
-            os.replace(temporary, self.data_dir / _CURRENT)
+            os.replace(temporary, self.data_dir / CURRENT)
         except BaseException:
             temporary.unlink(missing_ok=True)
             raise

@@ -20,6 +20,7 @@ plus specman's own lines with fields (``Stored <tag>`` with digest/files/bytes/d
 
 from __future__ import annotations
 
+from specman.sync.config import SyncConfig
 from specman.sync.filters import SemverRange, TagFilter
 from specman.sync.loop import Backoff, run_loop
 from specman.sync.reconcile import STEPS, SyncResult, SyncState, reconcile_once
@@ -28,6 +29,7 @@ __all__ = [
     "STEPS",
     "Backoff",
     "SemverRange",
+    "SyncConfig",
     "SyncResult",
     "SyncState",
     "TagFilter",

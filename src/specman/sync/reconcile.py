@@ -23,20 +23,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final, TypeVar
 
-from specman.archive import ExtractLimits
 from specman.errors import (
     ContentError,
-    RateLimitedError,
-    RegistryError,
     SpecmanError,
     StoreError,
     SyncError,
-    TransportError,
 )
 from specman.oci import Repository, extract_layer_into, reject_container_image, resolve_image_manifest
 from specman.oci.blob import Progress
 from specman.store import Generation, Store, Version
-from specman.sync.filters import TagFilter
+from specman.sync.config import SyncConfig
 
 __all__ = ["STEPS", "StartProgress", "SyncResult", "SyncState", "reconcile_once"]
 
@@ -77,10 +73,7 @@ class SyncState:
 
     source: Repository
     store: Store
-    tag_filter: TagFilter
-    limits: ExtractLimits
-    keep_deleted: bool
-    parallel: int
+    config: SyncConfig
     progress: StartProgress | None
     listed: list[str] = field(default_factory=list)
     selected: list[str] = field(default_factory=list)
@@ -97,26 +90,20 @@ class SyncState:
     def fail_tag(self, tag: str, exc: SpecmanError) -> None:
         """Record and log one tag's failure (one line: tag, digest if known, cause)."""
         self.failed[tag] = str(exc)
-        self.failure_kinds[tag] = type(exc).__name__
-        fields = {"tag": tag, "digest": self.digests.get(tag, ""), "reason": type(exc).__name__, "error": str(exc)}
+        self.failure_kinds[tag] = exc.kind
+        fields = {"tag": tag, "digest": self.digests.get(tag, ""), "reason": exc.kind, "error": str(exc)}
         log.error(f"Failed to sync {tag}", extra={"fields": fields})
 
 
 Step = Callable[[SyncState], None]
 
 
-def _retryable(exc: SpecmanError) -> bool:
-    """Can trying again later fix ``exc``?  Network, throttling, server-side and disk problems: yes."""
-    if isinstance(exc, TransportError | RateLimitedError | StoreError):
-        return True
-    return isinstance(exc, RegistryError) and (exc.status or 0) >= 500
-
-
 def _fail(reason: str, exc: SpecmanError) -> SyncError:
-    """The one way a step gives up: a ``SyncError`` with a reason, the cause and whether a retry may help."""
+    """The one way a step gives up: a ``SyncError`` with a reason, the cause and whether a retry may help (the
+    cause's own ``retryable``, decided where it was raised)."""
     if isinstance(exc, SyncError):
         return exc
-    return SyncError(str(exc), reason=reason, retryable=_retryable(exc))
+    return SyncError(str(exc), reason=reason, retryable=exc.retryable)
 
 
 def _go_list(items: Iterable[str]) -> str:
@@ -125,7 +112,7 @@ def _go_list(items: Iterable[str]) -> str:
 
 
 def _parallel_map(state: SyncState, func: Callable[[T], R], items: list[T]) -> list[R | SpecmanError]:
-    """``func`` over ``items`` on at most ``state.parallel`` threads; a ``SpecmanError`` is returned, not raised."""
+    """``func`` over ``items`` on at most ``state.config.parallel`` threads; a ``SpecmanError`` is returned."""
 
     def call(item: T) -> R | SpecmanError:
         try:
@@ -133,9 +120,9 @@ def _parallel_map(state: SyncState, func: Callable[[T], R], items: list[T]) -> l
         except SpecmanError as exc:
             return exc
 
-    if len(items) <= 1 or state.parallel <= 1:
+    if len(items) <= 1 or state.config.parallel <= 1:
         return [call(item) for item in items]
-    with ThreadPoolExecutor(max_workers=state.parallel, thread_name_prefix="specman-sync") as pool:
+    with ThreadPoolExecutor(max_workers=state.config.parallel, thread_name_prefix="specman-sync") as pool:
         return list(pool.map(call, items))
 
 
@@ -152,11 +139,13 @@ def list_tags(state: SyncState) -> None:
 
 def filter_tags(state: SyncState) -> None:
     """Keep the tags the filter selects, in the registry's order; log them as the documentation shows."""
-    state.selected = state.tag_filter.select(state.listed)
+    state.selected = state.config.tag_filter.select(state.listed)
     log.info(f"tags{_go_list(state.selected)}")
     ignored = len(state.listed) - len(state.selected)
     if ignored:
-        log.info("Tags not selected", extra={"fields": {"count": ignored, "filter": state.tag_filter.describe()}})
+        log.info(
+            "Tags not selected", extra={"fields": {"count": ignored, "filter": state.config.tag_filter.describe()}}
+        )
 
 
 def resolve_digests(state: SyncState) -> None:
@@ -200,7 +189,7 @@ def publish_generation(state: SyncState) -> None:
     for tag, digest in before.items():
         if tag in wanted:
             continue
-        if state.keep_deleted and tag not in listed and state.tag_filter.matches(tag):
+        if state.config.keep_deleted and tag not in listed and state.config.tag_filter.matches(tag):
             wanted[tag] = digest
             log.info(f"Keeping {tag} deleted in the registry", extra={"fields": {"digest": digest}})
         else:
@@ -248,7 +237,7 @@ def _fetch_one(state: SyncState, tag: str, digest: str) -> tuple[Version, int]:
     def fill(tree: Path) -> None:
         log.info(f"listing dir {tree.parent}")  # the documentation's lines: the staging dir, then the layer file
         log.info(f"filename: {layer.title or layer.digest}, isDir: false")
-        extract_layer_into(state.source, layer, tree, limits=state.limits, progress=progress)
+        extract_layer_into(state.source, layer, tree, limits=state.config.limits, progress=progress)
         log.info(f"Persisting {tag}")
 
     version = state.store.add_version(tag, digest, fill)
@@ -269,11 +258,8 @@ def _fetch_one(state: SyncState, tag: str, digest: str) -> tuple[Version, int]:
 def reconcile_once(
     source: Repository,
     store: Store,
+    config: SyncConfig | None = None,
     *,
-    tag_filter: TagFilter | None = None,
-    limits: ExtractLimits | None = None,
-    keep_deleted: bool = False,
-    parallel: int = 2,
     progress: StartProgress | None = None,
     steps: Iterable[Step] = STEPS,
 ) -> SyncResult:
@@ -282,11 +268,7 @@ def reconcile_once(
     ``SyncResult.ok`` is False when some tags failed; those are in ``failed`` (tag → message) and the others
     are published.
     """
-    if parallel < 1:
-        raise ValueError("parallel must be at least 1")
-    state = SyncState(
-        source, store, tag_filter or TagFilter(), limits or ExtractLimits(), keep_deleted, parallel, progress
-    )
+    state = SyncState(source, store, config or SyncConfig(), progress)
     started, clock = datetime.now(UTC), time.monotonic()
     log.info("Syncing with OCI repo")
     error: SyncError | None = None

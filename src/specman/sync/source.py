@@ -39,7 +39,7 @@ class ConsoleSource:
         try:
             source = self.client.spectro_source()
         except (TransportError, ConsoleError) as exc:
-            unreachable = isinstance(exc, TransportError) or (getattr(exc, "status", None) or 0) >= 500
+            unreachable = exc.retryable  # down or failing on its side (not: refused the token, or no such source)
             with self._lock:
                 repository = self._repository if unreachable else None
                 first = not self._unreachable

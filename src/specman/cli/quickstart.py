@@ -26,27 +26,29 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import ClassVar
 
 import click
 import httpx
 
-from specman.cli_options import connection_options, registry_options_from
+from specman.cli.migrate import run_migration
+from specman.cli.options import ConnectionSettings
+from specman.cli.settings import Settings, opt, uses
+from specman.cli.ui import UI
 from specman.console.client import ConsoleClient
 from specman.errors import SpecmanError, UsageError
 from specman.files import atomic_write
 from specman.migrate.endpoint import SpecmanEndpoint
 from specman.migrate.run import MigrationPlan
 from specman.migrate.source import DirectorySource
-from specman.migrate_command import run_migration
 from specman.oci import open_target
 from specman.oci.http import TLSOptions
 from specman.oci.reference import DEFAULT_REPOSITORY
-from specman.oci.repository import RegistryOptions
+from specman.oci.repository import RegistryOptions, Target
+from specman.runtime.granian import parse_listen
 from specman.samples import bundled_manifests
-from specman.ui import UI
-from specman.web import parse_listen
 
 __all__ = ["quickstart"]
 
@@ -136,119 +138,80 @@ def _registry_env(options: RegistryOptions, target_host: str | None) -> tuple[li
     return args, env
 
 
+@dataclass(frozen=True)
+class QuickstartSettings(Settings):
+    """What ``quickstart`` migrates, where it works and listens, how long it keeps serving."""
+
+    param: ClassVar[str] = "settings"
+
+    source: Path | None = opt(
+        "--source",
+        type=click.Path(exists=True, file_okay=False, path_type=Path),
+        help="Directory to migrate (default: the bundled sample manifests).",
+    )
+    ref: str | None = opt("--to", envvar="SPECMAN_TO", help="A real registry repository (default: a local OCI layout).")
+    work_dir: Path | None = opt(
+        "--work-dir",
+        envvar="SPECMAN_WORK_DIR",
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Where the layout, the data dirs and the secrets go (default: a temp dir, removed at the end).",
+    )
+    tag: str = opt("--tag", default="0.0.0", show_default=True, envvar="SPECMAN_TAG", help="Tag to push.")
+    listen: str = opt(
+        "--listen",
+        default="127.0.0.1:8443",
+        show_default=True,
+        envvar="SPECMAN_LISTEN",
+        help="Where specman serves (port 0, or a busy port: any free port).",
+    )
+    console_listen: str = opt(
+        "--console-listen", default="127.0.0.1:8444", show_default=True, help="Where the console listens."
+    )
+    exit_after: float | None = opt(
+        "--exit-after",
+        type=float,
+        default=None,
+        envvar="SPECMAN_EXIT_AFTER",
+        help="Stop serving this many seconds after the migration (0: at once). "
+        "Default: serve until Ctrl-C on a terminal, stop at once otherwise.",
+    )
+
+
 @click.command()
-@click.option(
-    "--source",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Directory to migrate (default: the bundled sample manifests).",
-)
-@click.option("--to", "ref", envvar="SPECMAN_TO", help="A real registry repository (default: a local OCI layout).")
-@click.option(
-    "--work-dir",
-    envvar="SPECMAN_WORK_DIR",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where the layout, the data dirs and the secrets go (default: a temp dir, removed at the end).",
-)
-@click.option("--tag", default="0.0.0", show_default=True, envvar="SPECMAN_TAG", help="Tag to push.")
-@click.option(
-    "--listen",
-    default="127.0.0.1:8443",
-    show_default=True,
-    envvar="SPECMAN_LISTEN",
-    help="Where specman serves (port 0, or a busy port: any free port).",
-)
-@click.option("--console-listen", default="127.0.0.1:8444", show_default=True, help="Where the console listens.")
-@click.option(
-    "--exit-after",
-    type=float,
-    default=None,
-    envvar="SPECMAN_EXIT_AFTER",
-    help="Stop serving this many seconds after the migration (0: at once). "
-    "Default: serve until Ctrl-C on a terminal, stop at once otherwise.",
-)
-@connection_options
+@uses(QuickstartSettings, ConnectionSettings)
 @click.pass_obj
-def quickstart(ui: UI, /, **kw: Any) -> None:
+def quickstart(ui: UI, /, settings: QuickstartSettings, connection: ConnectionSettings) -> None:
     """Migrate the sample manifests to a local registry with a local console and specman, proving every file."""
-    exit_after: float | None = kw["exit_after"]
-    if exit_after is not None and exit_after < 0:
+    if settings.exit_after is not None and settings.exit_after < 0:
         raise click.BadParameter("must be 0 or more", param_hint="--exit-after")
-    kw["oci_layout"] = kw["ref"] is None
-    options = registry_options_from(kw)
-    host, port = _pick_port(ui, kw["listen"], "serving")
-    chost, cport = _pick_port(ui, kw["console_listen"], "the console")
+    options = replace(connection.options(), oci_layout=settings.ref is None)
+    host, port = _pick_port(ui, settings.listen, "serving")
+    chost, cport = _pick_port(ui, settings.console_listen, "the console")
     if (chost, cport) == (host, port):
         raise UsageError("--listen and --console-listen must differ")
-    source: Path = kw["source"] or bundled_manifests()
-    keep = kw["work_dir"] is not None
-    work: Path = (kw["work_dir"] or Path(tempfile.mkdtemp(prefix="specman-quickstart-"))).resolve()
+    keep = settings.work_dir is not None
+    work: Path = (settings.work_dir or Path(tempfile.mkdtemp(prefix="specman-quickstart-"))).resolve()
     work.mkdir(parents=True, exist_ok=True)
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        repo = str(work / "registry" / DEFAULT_REPOSITORY) if kw["ref"] is None else kw["ref"]
+        repo = str(work / "registry" / DEFAULT_REPOSITORY) if settings.ref is None else settings.ref
         target = open_target(
-            f"{repo}:{kw['tag']}" if ":" not in repo.rsplit("/", 1)[-1] else repo,
+            f"{repo}:{settings.tag}" if ":" not in repo.rsplit("/", 1)[-1] else repo,
             options,
             create_layout=options.oci_layout,
         )
-        reference = target.reference
-        repo_arg = repo if reference is None else f"{reference.registry}/{reference.repository}"
-        reg_args, reg_env = _registry_env(options, reference.api_host if reference else None)
-        console_pw, notify_token = work / "secrets" / "console-admin-password", work / "secrets" / "notify-token"
-        password = _secret(console_pw)
-        token = _secret(notify_token)
-        base, console_base = _url(host, port), _url(chost, cport)
-
-        def start(name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "specman", *args], stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})}
-            )
-            procs.append(proc)
-            return proc
-
-        ui.status(f"Starting the console on {console_base} (data dir {work / 'console'})")
-        console_proc = start(
-            "console",
-            [
-                "console",
-                "--data-dir",
-                str(work / "console"),
-                "--listen",
-                f"{chost}:{cport}",
-                "--admin-password-file",
-                str(console_pw),
-            ],
-        )
-        ui.status(f"Starting specman serve on {base} (data dir {work / 'serve'})")
-        serve_proc = start(
-            "serve",
-            [
-                "serve",
-                repo_arg,
-                *reg_args,
-                "--data-dir",
-                str(work / "serve"),
-                "--listen",
-                f"{host}:{port}",
-                "--interval",
-                "10s",
-                "--notify-token-file",
-                str(notify_token),
-            ],
-            reg_env,
-        )
-        ca, console_ca = work / "serve" / "tls" / "ca.crt", work / "console" / "tls" / "ca.crt"
-        _wait_healthy("specman console", console_base, console_ca, console_proc)
-        _wait_healthy("specman serve", base, ca, serve_proc)
+        local = _Local(work, _url(host, port), _url(chost, cport))
+        password, token = _secret(local.console_password), _secret(local.notify_token)  # before the services start
+        _start_services(ui, local, procs, target, repo, options, f"{host}:{port}", f"{chost}:{cport}")
         plan = MigrationPlan(
-            source=DirectorySource(source),
+            source=DirectorySource(settings.source or bundled_manifests()),
             target=target,
             registry=options,
-            console=ConsoleClient(console_base, tls=TLSOptions(ca_file=str(console_ca))),
+            console=ConsoleClient(local.console, tls=TLSOptions(ca_file=str(local.console_ca))),
             console_user="admin",
             console_password=password,
-            specman=SpecmanEndpoint(base, ca_file=str(ca)),
-            tag=target.tag or kw["tag"],
+            specman=SpecmanEndpoint(local.serve, ca_file=str(local.serve_ca)),
+            tag=target.tag or settings.tag,
             work_dir=work / "migrate",
             notify_token=token,
             timeout=120.0,
@@ -261,12 +224,93 @@ def quickstart(ui: UI, /, **kw: Any) -> None:
             plan.specman.close()
             target.repository.close()
         ui.result(str(summary.get("digest")))
-        _linger(ui, serve_proc, base, ca, console_base, console_pw, exit_after)
+        _linger(ui, procs[-1], local.serve, local.serve_ca, local.console, local.console_password, settings.exit_after)
     finally:
         for proc in reversed(procs):
             _stop(proc)
         if not keep:
             shutil.rmtree(work, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class _Local:
+    """The quickstart's work directory and the URLs of its two services."""
+
+    work: Path
+    serve: str
+    console: str
+
+    @property
+    def serve_ca(self) -> Path:
+        return self.work / "serve" / "tls" / "ca.crt"
+
+    @property
+    def console_ca(self) -> Path:
+        return self.work / "console" / "tls" / "ca.crt"
+
+    @property
+    def console_password(self) -> Path:
+        return self.work / "secrets" / "console-admin-password"
+
+    @property
+    def notify_token(self) -> Path:
+        return self.work / "secrets" / "notify-token"
+
+
+def _start_services(
+    ui: UI,
+    local: _Local,
+    procs: list[subprocess.Popen[bytes]],
+    target: Target,
+    repo: str,
+    options: RegistryOptions,
+    listen: str,
+    console_listen: str,
+) -> None:
+    """Start ``specman console`` and ``specman serve`` (appended to ``procs``) and wait until both answer."""
+    reference = target.reference
+    repo_arg = repo if reference is None else f"{reference.registry}/{reference.repository}"
+    reg_args, reg_env = _registry_env(options, reference.api_host if reference else None)
+
+    def start(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "specman", *args], stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})}
+        )
+        procs.append(proc)
+        return proc
+
+    work = local.work
+    ui.status(f"Starting the console on {local.console} (data dir {work / 'console'})")
+    console_proc = start(
+        [
+            "console",
+            "--data-dir",
+            str(work / "console"),
+            "--listen",
+            console_listen,
+            "--admin-password-file",
+            str(local.console_password),
+        ]
+    )
+    ui.status(f"Starting specman serve on {local.serve} (data dir {work / 'serve'})")
+    serve_proc = start(
+        [
+            "serve",
+            repo_arg,
+            *reg_args,
+            "--data-dir",
+            str(work / "serve"),
+            "--listen",
+            listen,
+            "--interval",
+            "10s",
+            "--notify-token-file",
+            str(local.notify_token),
+        ],
+        reg_env,
+    )
+    _wait_healthy("specman console", local.console, local.console_ca, console_proc)
+    _wait_healthy("specman serve", local.serve, local.serve_ca, serve_proc)
 
 
 def _linger(

@@ -1,13 +1,13 @@
 """Running specman's HTTP services (``serve``, ``console``): listen address, TLS material and granian.
 
-``parse_listen`` reads ``--listen``; ``--tls-min`` sets the lowest TLS version accepted (1.2 by default: TLS 1.2
-with the ECDHE AES-GCM and ChaCha20-Poly1305 suites, the Mozilla "intermediate" choice, and TLS 1.3);
-``tls_files`` picks the certificate (``--tls-cert/--tls-key``, or a private CA and server certificate generated into
-``<data-dir>/tls``, or none with ``--no-tls``); ``run_asgi`` starts granian with ``workers`` processes sharing the
-port (SO_REUSEPORT), crashed workers respawned, its own log lines in specman's format (logrus text or JSON), and
-returns after SIGTERM/SIGINT once in-flight requests are done (at most 20 s later: then the workers are killed). A
-renewed certificate is served without a restart: granian replaces its workers gracefully when the files change
-(``specman.certwatch``), or on SIGHUP.
+``parse_listen`` reads ``--listen``; ``tls_min`` (``--tls-min``) is the lowest TLS version accepted (1.2 by default:
+TLS 1.2 with the ECDHE AES-GCM and ChaCha20-Poly1305 suites, the Mozilla "intermediate" choice, and TLS 1.3);
+``tls_files`` picks the certificate (``--tls-cert/--tls-key``, or a private CA
+and server certificate generated into ``<data-dir>/tls``, or none with ``--no-tls``); ``run_asgi`` starts granian
+with ``workers`` processes sharing the port (SO_REUSEPORT), crashed workers respawned, its own log lines in
+specman's format (logrus text or JSON), and returns after SIGTERM/SIGINT once in-flight requests are done (at
+most 20 s later: then the workers are killed). A renewed certificate is served without a restart: granian
+replaces its workers gracefully when the files change (``specman.runtime.certwatch``), or on SIGHUP.
 
 The server stack (granian, cryptography) is imported inside the functions: commands that do not serve start faster.
 """
@@ -17,66 +17,16 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
-
-import click
+from typing import Any
 
 from specman.errors import UsageError
 
-F = TypeVar("F", bound=Callable[..., Any])
 _KILL_TIMEOUT = 20  # seconds: within Kubernetes' default 30 s grace period
 
-__all__ = ["TLS_VERSIONS", "check_tls", "parse_listen", "run_asgi", "server_options", "tls_files"]
-
+__all__ = ["TLS_VERSIONS", "check_tls", "parse_listen", "run_asgi", "tls_files"]
 
 TLS_VERSIONS = ("1.2", "1.3")
-
-
-def server_options(default_listen: str, workers_help: str) -> Callable[[F], F]:
-    """``--listen``, ``--no-tls``, ``--tls-cert``, ``--tls-key``, ``--tls-san``, ``--tls-min``, ``--workers``: what
-    every specman server takes (each also from ``SPECMAN_<OPTION>``)."""
-    file = click.Path(exists=True, dir_okay=False, path_type=Path)
-    options = [
-        click.option(
-            "--listen", default=default_listen, show_default=True, envvar="SPECMAN_LISTEN", help="Address to serve on."
-        ),
-        click.option("--no-tls", is_flag=True, envvar="SPECMAN_NO_TLS", help="Serve plain HTTP (behind a TLS proxy)."),
-        click.option("--tls-cert", type=file, envvar="SPECMAN_TLS_CERT", help="Serve with this certificate (PEM)."),
-        click.option("--tls-key", type=file, envvar="SPECMAN_TLS_KEY", help="The key of --tls-cert (PEM)."),
-        click.option(
-            "--tls-san",
-            "tls_sans",
-            multiple=True,
-            metavar="NAME",
-            envvar="SPECMAN_TLS_SAN",
-            help="Extra SAN (DNS name or IP) for the generated certificate (repeatable; SPECMAN_TLS_SAN: spaces).",
-        ),
-        click.option(
-            "--tls-min",
-            type=click.Choice(TLS_VERSIONS),
-            default="1.2",
-            show_default=True,
-            envvar="SPECMAN_TLS_MIN",
-            help="Lowest TLS version accepted (1.2: Mozilla 'intermediate' suites for TLS 1.2, and TLS 1.3).",
-        ),
-        click.option(
-            "--workers",
-            type=click.IntRange(1, 64),
-            default=1,
-            show_default=True,
-            envvar="SPECMAN_WORKERS",
-            help=workers_help,
-        ),
-    ]
-
-    def decorate(func: F) -> F:
-        for option in reversed(options):
-            func = option(func)
-        return func
-
-    return decorate
 
 
 def parse_listen(value: str, *, any_port: bool = False) -> tuple[str, int]:
@@ -95,7 +45,7 @@ def parse_listen(value: str, *, any_port: bool = False) -> tuple[str, int]:
 
 def check_tls(no_tls: bool, cert: Path | None, key: Path | None) -> None:
     """UsageError for a bad combination or an unusable certificate pair; writes nothing (call it first)."""
-    from specman.tls import server_context  # cryptography loads only when serving
+    from specman.runtime.tls import server_context  # cryptography loads only when serving
 
     if no_tls and (cert or key):
         raise UsageError("--no-tls cannot be combined with --tls-cert/--tls-key")
@@ -109,7 +59,7 @@ def tls_files(
     data_dir: Path, no_tls: bool, cert: Path | None, key: Path | None, sans: tuple[str, ...]
 ) -> tuple[Path, Path] | None:
     """The (certificate, key) to serve with — given, or generated into ``<data_dir>/tls`` — or None for HTTP."""
-    from specman.tls import ensure_certificates
+    from specman.runtime.tls import ensure_certificates
 
     check_tls(no_tls, cert, key)
     if no_tls:
@@ -209,12 +159,12 @@ def run_asgi(
 
 
 def _reload_on_new_certificate(server: Any, cert: Path, key: Path, tls_min: str) -> None:
-    """Serve a renewed certificate without a restart (``specman.certwatch``): the watcher starts once granian
+    """Serve a renewed certificate without a restart (``specman.runtime.certwatch``): the watcher starts once granian
     handles SIGHUP (its start-up hook) and sends it one when the files change; before the new workers start,
     granian resolves the paths again (a Secret volume's old timestamped directory is gone by then)."""
     import signal
 
-    from specman.certwatch import CertificateWatcher
+    from specman.runtime.certwatch import CertificateWatcher
 
     watcher = CertificateWatcher(cert, key, lambda: os.kill(os.getpid(), signal.SIGHUP))
 

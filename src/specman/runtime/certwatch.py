@@ -87,7 +87,7 @@ class CertificateWatcher:
         if digest == self._loaded_digest:
             self._loaded_signature, self._reported = signature, None  # same content (touched): nothing to do
             return False
-        from specman.tls import server_context
+        from specman.runtime.tls import server_context
 
         try:
             server_context(self.cert, self.key)

@@ -38,6 +38,8 @@ _DURATION_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 30
 class Metrics:
     """The metrics of one process of ``specman serve``, written to the shared multiprocess ``directory``."""
 
+    content_type: Final = CONTENT_TYPE
+
     def __init__(self, directory: Path) -> None:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -91,7 +93,7 @@ class Metrics:
                 self.generation.set(result.generation)
                 self.tags.set(len(result.digests))
         if error is not None:
-            self.sync_errors.labels(kind=error.reason).inc()
+            self.sync_errors.labels(kind=error.kind).inc()
         self.sync_runs.labels(result="success" if ok else "partial" if error is None else "failure").inc()
         self._failures = 0 if ok else self._failures + 1
         self.consecutive_failures.set(self._failures)
