@@ -153,6 +153,7 @@ def console(settings: ConsoleSettings) -> None:
         listener,
         factory="specman.runtime.workers:console_app",
         workers_config=lambda _store: settings.workers_config(),
+        preload=("specman.console.app", "specman.console.auth"),
     )
 
     def starting(_run: RunDir, tls: tuple[Path, Path] | None) -> None:

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Final
+from typing import TYPE_CHECKING, ClassVar, Final
 
 import click
 
@@ -38,6 +38,9 @@ from specman.sync import SyncConfig, SyncResult, run_loop
 from specman.sync.source import ConsoleSource
 from specman.sync.status import SyncStatus
 from specman.sync.trigger import Trigger
+
+if TYPE_CHECKING:
+    from specman.runtime.metrics import Metrics
 
 __all__ = ["ServeSettings", "serve"]
 
@@ -97,11 +100,18 @@ class SyncService:
 
     def __post_init__(self) -> None:
         self.trigger = Trigger(self.wake, self.config.tag_filter)
+        self.metrics: Metrics | None = None
+
+    def prepare(self, run: RunDir, _tls: object) -> None:
+        """In the main thread, before any task runs or worker is forked: the first status, the metrics files."""
+        from specman.runtime.metrics import Metrics
+
+        run.write_status(self.status)
+        self.metrics = Metrics(run.metrics_dir)
 
     def run(self, run: RunDir, stop: threading.Event) -> None:
-        from specman.runtime.metrics import Metrics  # the server stack loads only for this command
-
-        metrics = Metrics(run.metrics_dir)
+        metrics = self.metrics
+        assert metrics is not None, "prepare() runs first"
 
         def on_result(result: SyncResult | None, error: SyncError | None) -> None:
             self.status.record(result, error, served_bytes=_served_bytes(self.store))
@@ -145,10 +155,11 @@ def serve(sync: SyncSettings, registry: RegistrySettings, limits: LimitSettings,
                 index_pages=not server.no_index_pages,
             ),
             store=store,
+            preload=("specman.server.app", "specman.server.guards", "specman.runtime.metrics"),
         )
         supervisor.task("notify", loop.listen)
         supervisor.task("sync", loop.run, wake=loop.wake.set)
-        supervisor.run(on_ready=lambda run, _tls: run.write_status(loop.status))
+        supervisor.run(on_ready=loop.prepare)
     finally:
         source.close()
 

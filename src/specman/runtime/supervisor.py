@@ -12,6 +12,7 @@ progress no longer retries and is waited for, the run directory is removed, and 
 
 from __future__ import annotations
 
+import importlib
 import logging
 import threading
 from collections.abc import Callable
@@ -56,6 +57,7 @@ class Supervisor:
     factory: str  # the workers' app factory, "module:function" (``specman.runtime.workers``)
     workers_config: Callable[[Store | None], object]  # what the workers read back (given the opened store)
     store: Store | None = None  # opened (locked) for the service's lifetime
+    preload: tuple[str, ...] = ()  # modules the workers import (see ``_serve``)
     _tasks: list[tuple[str, Task, Callable[[], None] | None]] = field(default_factory=list)
 
     def task(self, name: str, target: Task, *, wake: Callable[[], None] | None = None) -> None:
@@ -64,7 +66,8 @@ class Supervisor:
 
     def run(self, on_ready: Callable[[RunDir, tuple[Path, Path] | None], None] | None = None) -> None:
         """Open everything in order, serve until a signal, close everything in reverse order.
-        ``on_ready(run_dir, tls)`` is called once both exist, before the tasks and the workers start."""
+        ``on_ready(run_dir, tls)`` is called once both exist, in the main thread, before the tasks and the workers
+        start (what the tasks share with the workers is made there, see ``_serve``)."""
         with ExitStack() as stack:
             if self.store is not None:
                 stack.enter_context(self.store)
@@ -82,6 +85,11 @@ class Supervisor:
             self._serve(run, stop, tls)
 
     def _serve(self, run: RunDir, stop: threading.Event, tls: tuple[Path, Path] | None) -> None:
+        # granian forks the workers while the tasks' threads run; a module lock that a thread holds at that
+        # instant (it is importing something) is never released in the child, whose import of the same module
+        # then waits forever.  So everything the workers import is imported here first, before any thread runs.
+        for module in (self.factory.partition(":")[0], *self.preload):
+            importlib.import_module(module)
         threads = []
         for name, target, _ in self._tasks:
             thread = threading.Thread(target=target, args=(run, stop), name=f"specman-{name}", daemon=True)

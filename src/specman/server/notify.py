@@ -172,8 +172,7 @@ class Notifier:
 
     async def handle(self, request: Request) -> Response:
         if not self.enabled:
-            message = "notifications are not enabled on this server (no notification token is configured)"
-            return _error(403, "FORBIDDEN", message)
+            return _error(403, "FORBIDDEN", "notifications are not enabled (start serve with --notify-token-file)")
         if not self.token.accepts(request.headers.get("authorization")):
             return _error(401, "UNAUTHORIZED", "a valid 'Authorization: Bearer <token>' header is required")
         too_large = _error(413, "TOO_LARGE", f"the body is larger than {MAX_BODY} bytes")
