@@ -33,7 +33,7 @@ import pytest
 from specman.oci import LayoutRepository, push_artifact
 from tests.fixtures.conformance import LARGE_SIZE, LONG_DIRS, ODD_NAMES, build_tree, tree_files
 from tests.fixtures.nginx import ScarNginx
-from tests.fixtures.serve import ServeProcess, start_serve
+from tests.fixtures.serve import ServeProcess, poll, start_serve
 
 pytestmark = pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed (scripts/test-all)")
 
@@ -266,6 +266,8 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, 
         serve = start_serve(
             [str(work / "layout"), "--oci-layout"], work / "data", extra_args=["--interval", "1h"], tls=False
         )
+        with serve.client() as client:  # live is not ready: wait for the first generation
+            assert poll(lambda: client.get("/_specman/readyz").status_code == 200, 60), serve.log_tail()
         yield Server("nginx", nginx.port), Server("specman", serve.port), tree
     finally:
         if serve is not None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from specman.migrate.crawl import HttpTree, Site
 from specman.migrate.parity import index_directories, prove_parity
 from specman.oci import LayoutRepository, push_artifact
-from tests.fixtures.serve import start_serve
+from tests.fixtures.serve import poll, start_serve
 
 FILES = {
     "index.html": b"<p>root page</p>\n",
@@ -36,6 +36,8 @@ def test_parity_checks_index_pages(tmp_path: Path) -> None:
     source = [str(tmp_path / "layout"), "--oci-layout"]
     for name, extra, expected in (("pages", [], []), ("lists", ["--no-index-pages"], ["/", "site/"])):
         server = start_serve(source, tmp_path / name, extra_args=["--interval", "1h", *extra], tls=False)
+        with server.client() as client:  # live is not ready: wait for the first generation
+            assert poll(lambda: client.get("/_specman/readyz").status_code == 200), server.log_tail()
         base = f"http://127.0.0.1:{server.port}"
         served = HttpTree(Site(base + "/", "specman"))
         version = HttpTree(Site(base + "/_specman/versions/0.0.0/", "specman"))

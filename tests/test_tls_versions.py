@@ -15,7 +15,7 @@ import pytest
 
 from specman.oci import LayoutRepository, push_artifact
 from tests.fixtures.console import ConsoleProcess, start_console
-from tests.fixtures.serve import ServeProcess, start_serve
+from tests.fixtures.serve import ServeProcess, poll, start_serve
 
 pytestmark = pytest.mark.skipif(
     shutil.which("curl") is None or shutil.which("openssl") is None, reason="curl and openssl are needed"
@@ -71,6 +71,9 @@ def tls_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Serv
     try:
         narrow = start_serve(source, work / "narrow", extra_args=["--interval", "1h", "--tls-min", "1.3"])
         try:
+            for server in (default, narrow):  # live is not ready: wait for the first generation
+                with server.client() as client:
+                    assert poll(lambda: client.get("/_specman/readyz").status_code == 200), server.log_tail()
             yield default, narrow
         finally:
             narrow.stop()
