@@ -75,7 +75,7 @@ USER 10001:10001
 WORKDIR /var/lib/specman
 VOLUME ["/var/lib/specman"]
 EXPOSE 8443
-# ready = a complete generation is served (`specman serve`: /readyz; `specman console`: /healthz); a first sync on an
+# ready = a complete generation is served (`specman serve`: /_specman/readyz; `specman console`: /healthz); a first sync on an
 # empty volume can take minutes, hence the long start period (a success ends it at once)
 HEALTHCHECK --interval=30s --timeout=5s --start-period=300s --retries=3 \
     CMD ["/opt/specman/bin/python", "/opt/specman/healthcheck.py"]

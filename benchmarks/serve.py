@@ -161,7 +161,7 @@ class Bench:
         with sp.client(timeout=5.0) as client:
             while True:
                 try:
-                    if client.get("/readyz").status_code == 200:
+                    if client.get("/_specman/readyz").status_code == 200:
                         return
                 except httpx.HTTPError:
                     pass

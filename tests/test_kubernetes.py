@@ -144,7 +144,11 @@ def test_the_statefulset_contract(rendered: dict[str, list[Obj]], overlay: str, 
     container = container_of(sts, "specman")
     assert container["args"][0] == "serve"
     assert container["ports"] == [{"name": "https", "containerPort": 8443, "protocol": "TCP"}]
-    for probe, path in (("startupProbe", "/healthz"), ("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+    for probe, path in (
+        ("startupProbe", "/_specman/healthz"),
+        ("livenessProbe", "/_specman/healthz"),
+        ("readinessProbe", "/_specman/readyz"),
+    ):
         get = container[probe]["httpGet"]
         assert (get["path"], get["port"], get["scheme"]) == (path, "https", "HTTPS"), probe
     security = container["securityContext"]
@@ -450,7 +454,7 @@ def test_three_replicas_converge_on_the_registry(
     assert served["/packs/shared.json"] == second["packs/shared.json"]  # the later version wins everywhere
     for replica in servers:
         with replica.client() as client:
-            assert client.get("/readyz").status_code == 200
+            assert client.get("/_specman/readyz").status_code == 200
         # with --config-dir the status names the directory, not the repository it holds (reported in issue 7)
         assert _status(replica)["source"] == f"config-dir:{replica.data_dir.parent / 'config'}"
 

@@ -115,7 +115,7 @@ def test_credentials_rotate_and_the_secret_can_be_deleted_and_recreated(
     _push(registry, "4.0.0", tmp_path)
     _wait_error(server, "cannot read the username file")
     with server.client() as client:
-        assert client.get("/readyz").status_code == 200
+        assert client.get("/_specman/readyz").status_code == 200
         assert client.get("/3.0.0/version.json").text == "3.0.0"
 
     # a pod (re)starting while the Secret is missing starts and serves its volume's last view
@@ -124,7 +124,7 @@ def test_credentials_rotate_and_the_secret_can_be_deleted_and_recreated(
     server = _start(serve_factory, pod)
     assert server.pid != pid
     with server.client() as client:
-        assert poll(lambda: client.get("/readyz").status_code == 200, WAIT)
+        assert poll(lambda: client.get("/_specman/readyz").status_code == 200, WAIT)
     _wait_error(server, "cannot read the username file")
     assert "does not exist (yet)" in server.log_text()
 

@@ -120,7 +120,7 @@ def test_serve_runs_as_the_pods_user_on_a_read_only_filesystem(
     try:
         server.wait_healthy(WAIT)
         with server.client() as client:  # verified against the CA specman generated on its volume
-            assert poll(lambda: client.get("/readyz").status_code == 200, WAIT), server.log_tail()
+            assert poll(lambda: client.get("/_specman/readyz").status_code == 200, WAIT), server.log_tail()
             assert client.get("/packs/a.json").content == b'{"a": 1}\n'
             _push(registry, "4.5.15", {"shared.json": b"4.5.15\n"}, tmp_path)
             assert poll(lambda: client.get("/shared.json").content == b"4.5.15\n", WAIT), server.log_tail()

@@ -47,7 +47,7 @@ def _der(pem_file: Path) -> bytes:
 
 @dataclass
 class Prober:
-    """New connection, GET /healthz, close — again and again on a thread; every outcome recorded."""
+    """New connection, GET /_specman/healthz, close — again and again on a thread; every outcome recorded."""
 
     port: int
     context: ssl.SSLContext
@@ -58,7 +58,7 @@ class Prober:
     def once(self) -> bytes:
         conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=self.context, timeout=30)
         try:
-            conn.request("GET", "/healthz")
+            conn.request("GET", "/_specman/healthz")
             # the certificate before the response: http.client detaches the socket from a "Connection: close"
             # response (the answer of a stopping worker)
             assert conn.sock is not None

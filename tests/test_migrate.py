@@ -179,11 +179,12 @@ def test_migrates_from_the_scar_url_and_reruns_without_pushing(world: World) -> 
         "missing": [],
         "different": [],
         "extra": [],
+        "indexPages": [],
     }
     assert [j["state"] for j in s["jobs"]] == ["succeeded", "succeeded"]
     assert s["scarBefore"] == old
     assert "Preflight (nothing is changed yet)" in first.stderr
-    for name in ("source", "registry", "console", "console registry", "specman", "disk"):
+    for name in ("source", "cloud types", "registry", "console", "console registry", "specman", "disk"):
         assert f"ok   {name}: " in first.stderr, name
     # the console now points at specman and holds the registry, flagged and validated
     scar = world.scar_config()
@@ -234,15 +235,32 @@ def test_a_file_changed_after_the_push_stops_before_the_switch(world: World) -> 
 
 
 def test_a_failing_job_after_the_switch_rolls_back(world: World) -> None:
-    # a data file the jobs cannot accept: the tree is served identically, but the instance-types job fails
-    (world.scar_root / "cloud-types" / "aws" / "instance-types.json").write_text("{ not json")
+    # the data is valid (preflight reads it with the jobs' own code), but specman goes down right after the parity
+    # proof: the jobs cannot read it from the new SCAR endpoint, and the previous one is put back
     old = {"endpoint": "http://old-scar.example:8080", "username": "reader", "password": "old-scar-pw"}
     with world.console.client(world.console.login()) as c:
         assert c.put("/v1/system/config/scar", json=old).status_code == 204
-
-    result = world.migrate(
-        "--notify-token-file", str(world.files["notify"]), env={"SPECMAN_FROM_PASSWORD": "old-scar-pw"}
+    args = world.args("--notify-token-file", str(world.files["notify"]))
+    env = clean_env({"SPECMAN_FROM_PASSWORD": "old-scar-pw"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "specman", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
+    lines: list[str] = []
+
+    def read() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+            if line.startswith("Parity proof:"):
+                world.serve.kill9()
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    assert proc.stdout is not None
+    stdout = proc.stdout.read()
+    proc.wait(240)
+    reader.join()
+    result = Result(proc.returncode, stdout, "".join(lines))
     assert result.code == 1, result.stderr
     result.clean(world)
     assert "old-scar-pw" not in result.stdout + result.stderr
@@ -253,6 +271,40 @@ def test_a_failing_job_after_the_switch_rolls_back(world: World) -> None:
     scar = world.scar_config()
     assert scar is not None and scar["endpoint"] == old["endpoint"] and scar["username"] == "reader"
     assert scar["passwordSet"] is True
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("missing", "cloud-types/index.json: GET "),
+        ("field", "cloud-types/aws/instance-types.json: [0].vcpu: must be an integer >= 1, not 'two'"),
+        ("json", "cloud-types/aws/storage-types.json: not valid JSON"),
+    ],
+)
+def test_cloud_type_data_the_jobs_cannot_ingest_stops_in_preflight(world: World, damage: str, message: str) -> None:
+    """The console's jobs would fail only after the switch: the preflight reads the data as they do (the SCAR's
+    URL here, through the jobs' own HTTP code and validator) and stops with nothing pushed, the console untouched."""
+    data = world.scar_root / "cloud-types"
+    if damage == "missing":
+        shutil.rmtree(data)
+    elif damage == "field":
+        path = data / "aws" / "instance-types.json"
+        items = json.loads(path.read_text())
+        items[0]["vcpu"] = "two"
+        path.write_text(json.dumps(items))
+    else:
+        (data / "aws" / "storage-types.json").write_text("[{")
+    result = world.migrate()
+    assert result.code == 1, result.stderr
+    assert f"FAIL cloud types: {message}" in result.stderr
+    assert "preflight failed (1 problem, nothing was changed): cloud types: " in result.stderr
+    assert result.summary["failedPhase"] == "preflight"
+    assert world.tags() == []  # nothing pushed
+    assert world.scar_config() is None and world.registries() == []  # the console untouched
+    # the same from the directory: read from the tree with the same validator
+    direct = world.migrate(source=str(world.scar_root))
+    assert direct.code == 1 and "FAIL cloud types: cloud-types/" in direct.stderr, direct.stderr
+    assert world.tags() == []
 
 
 def test_without_the_scar_password_a_rollback_is_impossible_so_it_stops_in_preflight(world: World) -> None:

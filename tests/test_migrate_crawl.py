@@ -109,12 +109,30 @@ def test_hostile_listings_are_ignored_or_refused() -> None:
     )
     listing = _html_listing(html)
     assert listing.files == {"ok.json": 42} and listing.dirs == ["sub"]
-    for bad in ("..", "a/b", "a\\b", "x\0y", ""):
+    assert _json_listing([{"name": "a\\b", "type": "file", "size": 1}], "t").files == {"a\\b": 1}  # a POSIX name
+    for bad in ("..", "a/b", "x\0y", ""):
         with pytest.raises(ContentError):
             _json_listing([{"name": bad, "type": "file", "size": 1}], "test")
     with pytest.raises(ContentError):
         _json_listing({"not": "a list"}, "test")
     assert _json_listing([{"name": "s", "type": "other"}], "test").files == {}
+
+
+def test_a_directory_answered_by_its_index_page_is_refused(tmp_path: Path) -> None:
+    """nginx serves a directory's index.html instead of its autoindex: the crawler would miss its files, so the
+    walk fails naming the directory (the preflight's source check then says to migrate from the directory)."""
+    root = tmp_path / "www"
+    (root / "site").mkdir(parents=True)
+    (root / "site" / "index.html").write_text("<html><head><title>Our site</title></head><a href='x.html'>x</a>")
+    (root / "site" / "x.html").write_text("x")
+    server = ScarNginx(tmp_path / "nginx", root).start()
+    tree = HttpTree(Site(server.url("/"), "the SCAR"))
+    try:
+        with pytest.raises(ContentError, match=r"the listing of /site/: a page, not a directory listing .*--from DIR"):
+            tree.walk()
+    finally:
+        tree.close()
+        server.stop()
 
 
 def test_the_environments_proxy_rules_are_honoured(

@@ -291,7 +291,7 @@ def test_push_is_served_after_notification(
         extra_args=["--interval", "1h", "--notify-token-file", str(tmp_path / "token")],
     )
     with server.client() as client:
-        assert poll(lambda: client.get("/readyz").status_code == 200)
+        assert poll(lambda: client.get("/_specman/readyz").status_code == 200)
         assert client.get("/shared.json").text == "4.5.15"  # merged: the later version wins
         runs_before = client.get("/_specman/status").json()["sync"]["runs"]
 
@@ -304,7 +304,7 @@ def test_push_is_served_after_notification(
         assert set(status["tags"]) == {"0.0.0", "4.5.13", "4.5.15"}
         assert status["sync"]["state"] == "ok" and status["sync"]["runs"] > runs_before
         assert status["source"] == f"{registry.host}/{REPO}"
-        metrics = client.get("/metrics").text
+        metrics = client.get("/_specman/metrics").text
         assert re.search(r'^specman_sync_runs_total\{result="success"\} [1-9]', metrics, re.M)
         assert re.search(r'^specman_http_requests_total\{method="POST",status="202"\} [1-9]', metrics, re.M)
         assert re.search(r"^specman_published_tags 3\.0$", metrics, re.M)

@@ -93,7 +93,7 @@ def test_serve_follows_the_console(
         console.stop()
         _fill(second, "4.6.0", "pushed while the console is down", tmp_path)
         assert poll(lambda: client.get("/where.txt").text == "pushed while the console is down"), server.log_tail()
-        assert client.get("/readyz").status_code == 200
+        assert client.get("/_specman/readyz").status_code == 200
 
     log = server.log_text()
     assert 'msg="Source from the console"' in log and "Console unreachable" in log

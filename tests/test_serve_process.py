@@ -198,7 +198,7 @@ def _check_served_view(server: ServeProcess, views: list[View], rng: random.Rand
     view = matching[0]
     every_path = sorted({path for v in views for path in v.files})
     with server.client() as client:
-        ready = client.get("/readyz")
+        ready = client.get("/_specman/readyz")
         assert ready.status_code == 200, ready.text
         status = client.get("/_specman/status").json()
         assert status["generation"] == number
@@ -424,7 +424,7 @@ def test_registry_down_with_data_serves_last_view(
     server = serve_factory(_source(registry, name), data, extra_args=["--interval", "1h"])
     # at once: ready and serving, although the registry has not answered
     with server.client() as client:
-        ready = client.get("/readyz")
+        ready = client.get("/_specman/readyz")
         assert ready.status_code == 200, ready.text
         for path in list(files)[:10]:
             assert client.get("/" + path).content == files[path]
@@ -432,21 +432,21 @@ def test_registry_down_with_data_serves_last_view(
     sync = _wait_failing(server)
     _assert_failing_state(sync)
     with server.client() as client:
-        assert client.get("/readyz").status_code == 200  # a failing sync does not make a served view unready
+        assert client.get("/_specman/readyz").status_code == 200  # a failing sync does not make a served view unready
     assert "Sync failed" in server.log_text()
 
 
 def test_registry_down_without_data_is_not_ready(serve_factory: ServeFactory, tmp_path: Path) -> None:
     server = serve_factory(_unreachable(), tmp_path / "data", extra_args=["--interval", "1h"])
     with server.client() as client:
-        first = client.get("/readyz")
+        first = client.get("/_specman/readyz")
         assert first.status_code == 503
         assert "no generation" in first.text
         assert client.get("/some/file.json").status_code == 404
     sync = _wait_failing(server)
     _assert_failing_state(sync)
     with server.client() as client:
-        after = client.get("/readyz")
+        after = client.get("/_specman/readyz")
     assert after.status_code == 503
     assert sync["last_error"] in after.text, after.text  # the 503 says why: the last sync error
     assert len(after.text.strip().splitlines()) == 1, after.text
@@ -562,7 +562,7 @@ def test_no_tls_serves_plain_http(
     assert server.base.startswith("http://")
     path = next(iter(files))
     with server.client() as client:
-        assert client.get("/readyz").status_code == 200
+        assert client.get("/_specman/readyz").status_code == 200
         assert client.get("/" + path).content == files[path]
     with pytest.raises(ssl.SSLError):
         _peer_certificate(server.port, ssl.create_default_context())
@@ -685,7 +685,7 @@ def test_disk_full_during_sync_keeps_the_old_view(
         "the end of the failing sync",
     )
     with server.client() as client:
-        assert client.get("/readyz").status_code == 200
+        assert client.get("/_specman/readyz").status_code == 200
         for path in list(files_a)[:20]:
             assert client.get("/" + path).content == files_a[path]
         assert client.get("/big/blob-0.bin").status_code == 404
@@ -708,7 +708,7 @@ def test_signal_stops_gracefully(
     server = start_serve([str(layout), "--oci-layout"], data, extra_args=["--interval", "1h"], workers=2)
     try:
         with server.client() as client:
-            assert client.get("/readyz").status_code == 200
+            assert client.get("/_specman/readyz").status_code == 200
         server.proc.send_signal(signum)
         code = server.wait(timeout=WAIT)
     finally:

@@ -133,20 +133,29 @@ def test_directories(servers: tuple[ServeProcess, ServeProcess]) -> None:
 
 
 @pytest.mark.parametrize(
-    "target",
-    ["/../etc/passwd", "/%2e%2e/etc/passwd", "/manifests%2f..%2f..%2fetc", "/a%00b", "/a\\..\\b", "/%c0%ae%c0%ae/x"],
+    ("target", "expected"),
+    [
+        ("/../etc/passwd", 400),
+        ("/%2e%2e/etc/passwd", 400),
+        ("/manifests%2f..%2f..%2fetc", 400),
+        ("/a%00b", 400),
+        ("/a\\..\\b", 404),  # one name holding backslashes (as on any POSIX file system): no such file
+        ("/%c0%ae%c0%ae/x", 404),  # the bytes C0 AE are no '.': a name that does not exist
+    ],
 )
-def test_traversal_is_refused(servers: tuple[ServeProcess, ServeProcess], target: str) -> None:
+def test_traversal_is_refused(servers: tuple[ServeProcess, ServeProcess], target: str, expected: int) -> None:
     a, _ = servers
     status, body = a.raw(target)
-    assert status == 400
+    assert status == expected
     assert b"root:" not in body
 
 
 def test_probes_status_and_methods(servers: tuple[ServeProcess, ServeProcess]) -> None:
     a, _ = servers
     with a.client() as client:
-        assert client.get("/healthz").status_code == 200
+        assert client.get("/_specman/healthz").status_code == 200
+        assert client.get("/_specman/readyz").status_code == 200
+        assert client.get("/healthz").status_code == 200  # aliases: the tree has no such names
         assert client.get("/readyz").status_code == 200
         status = client.get("/_specman/status").json()
         assert status["generation"] == 1 and status["data_dir"] == str(a.data_dir.resolve())
@@ -179,8 +188,9 @@ def test_basic_auth(servers: tuple[ServeProcess, ServeProcess]) -> None:
         assert denied.status_code == 401 and denied.headers["www-authenticate"].startswith("Basic ")
         assert client.get("/version.json", auth=("alice", "wrong")).status_code == 401
         assert client.get("/_specman/status").status_code == 401
+        assert client.get("/_specman/healthz").status_code == 200
+        assert client.get("/_specman/readyz").status_code == 200
         assert client.get("/healthz").status_code == 200
-        assert client.get("/readyz").status_code == 200
         assert client.get("/version.json", auth=("alice", "s3cret-pw")).status_code == 200
 
 
@@ -188,7 +198,7 @@ def test_readyz_without_generation_and_bad_flags(tmp_path: Path) -> None:
     async def probe() -> tuple[int, int]:
         transport = httpx.ASGITransport(app=create_app(tmp_path))
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            return (await client.get("/readyz")).status_code, (await client.get("/version.json")).status_code
+            return (await client.get("/_specman/readyz")).status_code, (await client.get("/version.json")).status_code
 
     assert anyio.run(probe) == (503, 404)
     bad = subprocess.run(

@@ -1,8 +1,8 @@
-"""The container's HEALTHCHECK: is the local `specman serve` ready (GET /readyz), exit 0 or 1.
+"""The container's HEALTHCHECK: is the local `specman serve` ready (GET /_specman/readyz), exit 0 or 1.
 
 Ready means what the kustomize base's readinessProbe means: a complete generation is published (at once after a
 restart, from the volume's last view; after the first complete sync on a new volume). `specman console` has no
-/readyz (404): its /healthz is asked instead. SPECMAN_HEALTHCHECK_PATH overrides the path (e.g. /healthz for a
+/_specman/ prefix (404): its /healthz is asked instead. SPECMAN_HEALTHCHECK_PATH overrides the path (e.g. /healthz for a
 liveness-only check).
 
 Python only (the image has no curl). It reads the same SPECMAN_* variables as the server: SPECMAN_LISTEN for the
@@ -21,6 +21,7 @@ import urllib.error
 import urllib.request
 
 _FALSE = {"", "0", "false", "no", "off", "f", "n"}
+_READY = "/_specman/readyz"  # serve's reserved prefix
 
 
 def main() -> int:
@@ -35,9 +36,9 @@ def main() -> int:
         else:
             context = ssl.create_default_context(cafile=ca)
     base = f"{'http' if plain else 'https'}://localhost:{port}"
-    path = os.environ.get("SPECMAN_HEALTHCHECK_PATH", "/readyz")
+    path = os.environ.get("SPECMAN_HEALTHCHECK_PATH", _READY)
     status = _get(base + path, context)
-    if status == 404 and path == "/readyz":  # `specman console`: liveness is its readiness
+    if status == 404 and path == _READY:  # `specman console`: liveness is its readiness
         status = _get(base + "/healthz", context)
     return 0 if status == 200 else 1
 

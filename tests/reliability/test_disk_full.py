@@ -85,7 +85,7 @@ def _trial(
         with Reader.of_views(server, [a.files, views[2].files]) as reader:
             time.sleep(2.0)
         with server.client() as client:
-            ready = client.get("/readyz").status_code
+            ready = client.get("/_specman/readyz").status_code
         if reader.bad or not reader.requests or ready != 200:
             return f"while failing: readyz {ready}, {len(reader.bad)} bad of {reader.requests}: {reader.bad[:2]}"
     finally:

@@ -17,10 +17,11 @@ from specman.archive.extract import (
     extract_archive,
     extract_into,
 )
-from specman.archive.pack import PackResult, pack_directory, pack_to_file
+from specman.archive.pack import RESERVED_ROOT_NAME, PackResult, pack_directory, pack_to_file, reserved_entry
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "RESERVED_ROOT_NAME",
     "Compression",
     "ExtractLimits",
     "ExtractResult",
@@ -32,4 +33,5 @@ __all__ = [
     "open_decompressed",
     "pack_directory",
     "pack_to_file",
+    "reserved_entry",
 ]

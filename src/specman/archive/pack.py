@@ -35,7 +35,18 @@ from specman.archive._tree import TreeModel, normalise_name
 from specman.archive._writers import os_error
 from specman.errors import ArchiveError, SpecmanError, UnsafeMemberError
 
-__all__ = ["DEFAULT_COMPRESSLEVEL", "PackResult", "pack_directory", "pack_to_file"]
+__all__ = [
+    "DEFAULT_COMPRESSLEVEL",
+    "RESERVED_ROOT_NAME",
+    "PackResult",
+    "pack_directory",
+    "pack_to_file",
+    "reserved_entry",
+]
+
+#: The one name a served tree cannot hold at its root: ``specman serve`` keeps ``/_specman/`` for itself (status,
+#: versions, probes).  ``push`` refuses a directory holding it; the store leaves it out of merged views.
+RESERVED_ROOT_NAME: Final = "_specman"
 
 #: ISA-L level (0-3).  On a tree of JSON manifests 1 came within 2 % of ``gzip -6``; 0 is faster, 40 % larger.
 DEFAULT_COMPRESSLEVEL: Final = 1
@@ -177,6 +188,12 @@ class _Packer:
         info.linkname = target
         self.archive.addfile(info)
         self.model.symlinks[path] = target
+
+
+def reserved_entry(src: Path) -> Path | None:
+    """``src/_specman`` when the directory ``src`` holds it (of any kind, a dangling symlink included)."""
+    entry = src / RESERVED_ROOT_NAME
+    return entry if os.path.lexists(entry) else None
 
 
 def pack_directory(

@@ -138,7 +138,14 @@ def console(settings: ConsoleSettings) -> None:
     _prepare(settings.data_dir, settings.database, settings.secret_key_file, admin_password)
     os.environ.pop(ADMIN_PASSWORD_ENV, None)  # the workers do not need it
     listener = Listener(
-        host, port, settings.workers, settings.no_tls, settings.tls_cert, settings.tls_key, settings.tls_sans
+        host,
+        port,
+        settings.workers,
+        settings.no_tls,
+        settings.tls_cert,
+        settings.tls_key,
+        settings.tls_sans,
+        settings.tls_min,
     )
     supervisor = Supervisor(
         "console",

@@ -21,6 +21,7 @@ from specman.cli.settings import Settings, file_opt, opt
 from specman.errors import SpecmanError, UsageError
 from specman.oci import RegistryOptions, Repository, open_target
 from specman.oci.providers import PROVIDERS
+from specman.runtime.granian import TLS_VERSIONS
 from specman.sync.loop import parse_duration
 
 __all__ = [
@@ -195,6 +196,13 @@ class ServerSettings(Settings):
         multiple=True,
         metavar="NAME",
         help="Extra SAN (DNS name or IP) for the generated certificate (repeatable; SPECMAN_TLS_SAN: spaces).",
+    )
+    tls_min: str = opt(
+        "--tls-min",
+        type=click.Choice(TLS_VERSIONS),
+        default="1.2",
+        show_default=True,
+        help="Lowest TLS version accepted (1.2: the Mozilla 'intermediate' suites for TLS 1.2, and TLS 1.3).",
     )
     workers: int = opt(
         "--workers", type=click.IntRange(1, 64), default=1, show_default=True, help="Server processes sharing the port."

@@ -331,7 +331,7 @@ def _linger(
     say(f"  curl --cacert {ca} {base}/cloud-types/index.json")
     say(f"  curl -k {base}/            # the merged view, as an index")
     say(f"  curl -k {base}/_specman/status     # or open {base}/_specman/ in a browser")
-    say(f"  curl -k {base}/metrics")
+    say(f"  curl -k {base}/_specman/metrics")
     say(f"  console: {console}/ in a browser (user admin, password in {console_pw}), or its API:")
     say(
         f'    TOKEN=$(jq -n --rawfile p {console_pw} \'{{username: "admin", password: ($p | rtrimstr("\\n"))}}\' |'

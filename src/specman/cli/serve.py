@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, ClassVar, Final
 import click
 
 from specman.cli.options import LimitSettings, RegistrySettings, ServerSettings
-from specman.cli.settings import file_opt, uses
+from specman.cli.settings import file_opt, opt, uses
 from specman.cli.signature import VerifySettings
 from specman.cli.sync import Source, SyncSettings, configure_logging, interval_of, reconciler
 from specman.errors import SyncError, UsageError
@@ -65,6 +65,11 @@ class ServeSettings(ServerSettings):
         help="Accept registry notifications (POST /_specman/notify) with this bearer token "
         f"(or set {NOTIFY_TOKEN_ENV}).",
     )
+    no_index_pages: bool = opt(
+        "--no-index-pages",
+        is_flag=True,
+        help="Always answer a directory with its listing, even when it holds an index.html.",
+    )
 
     def check(self) -> str | None:
         """Refuse bad settings before the data dir is touched; the name of the variable holding the notify token."""
@@ -80,7 +85,7 @@ class ServeSettings(ServerSettings):
 
     def listener(self) -> Listener:
         host, port = parse_listen(self.listen)
-        return Listener(host, port, self.workers, self.no_tls, self.tls_cert, self.tls_key, self.tls_sans)
+        return Listener(host, port, self.workers, self.no_tls, self.tls_cert, self.tls_key, self.tls_sans, self.tls_min)
 
 
 @dataclass
@@ -159,6 +164,7 @@ def serve(
                 basic_auth_file=str(server.basic_auth_file.resolve()) if server.basic_auth_file else None,
                 notify_token_file=str(server.notify_token_file.resolve()) if server.notify_token_file else None,
                 notify_token_env=token_env,
+                index_pages=not server.no_index_pages,
             ),
             store=store,
             preload=("specman.server.app", "specman.server.guards", "specman.runtime.metrics"),

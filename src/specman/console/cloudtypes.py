@@ -15,13 +15,20 @@ Paths in the index are relative to ``cloud-types/`` (no ``..``, no absolute path
 when present, must match.  ``validate_*`` raise ``DataFileError`` naming the file and the field
 (``cloud-types/aws/instance-types.json: [3].vcpu: must be an integer > 0, not "two"``).  Fields beyond the
 schema are kept as they are.
+
+``read_cloud_data`` is what a job does with the files, whatever carries them: the index, then each cloud's file of
+one kind, each decoded by ``parse_json`` and validated.  The jobs read them over HTTP from the SCAR endpoint;
+``specman migrate``'s preflight reads the tree it is about to push with the same function (``read_tree_file``).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 from specman.errors import SpecmanError
@@ -29,14 +36,19 @@ from specman.errors import SpecmanError
 __all__ = [
     "INDEX_PATH",
     "KINDS",
+    "MAX_FILE_BYTES",
     "MAX_ITEMS",
     "CloudEntry",
     "DataFileError",
+    "parse_json",
+    "read_cloud_data",
+    "read_tree_file",
     "validate_index",
     "validate_items",
 ]
 
 INDEX_PATH: Final = "cloud-types/index.json"
+MAX_FILE_BYTES: Final = 16 << 20
 MAX_ITEMS: Final = 10_000
 KINDS: Final = ("instanceTypes", "storageTypes")
 _CLOUD_RE: Final = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -198,3 +210,38 @@ def validate_items(kind: str, doc: Any, file: str, expected_count: int | None = 
     if expected_count is not None and expected_count != len(items):
         raise check.fail("", f"has {len(items)} entries but {INDEX_PATH} says {expected_count}")
     return items
+
+
+def parse_json(body: bytes, path: str) -> Any:
+    """The JSON document of the data file ``path`` (at most ``MAX_FILE_BYTES``)."""
+    if len(body) > MAX_FILE_BYTES:
+        raise DataFileError(f"{path}: larger than {MAX_FILE_BYTES} bytes")
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataFileError(f"{path}: not valid JSON ({exc})") from None
+
+
+def read_cloud_data(read: Callable[[str], bytes], kind: str) -> dict[str, list[dict[str, Any]]]:
+    """Every cloud's ``kind`` entries, validated; ``read(path)`` returns the bytes of a data file (path relative
+    to the SCAR endpoint) or raises ``DataFileError``."""
+    entries = validate_index(parse_json(read(INDEX_PATH), INDEX_PATH))
+    data: dict[str, list[dict[str, Any]]] = {}
+    for entry in entries:
+        path = entry.files[kind]
+        data[entry.cloud] = validate_items(kind, parse_json(read(path), path), path, entry.counts[kind])
+    return data
+
+
+def read_tree_file(root: Path, path: str) -> bytes:
+    """The data file ``path`` of the tree at ``root`` as a server of that tree would answer it: symlinks followed
+    inside the tree only; ``DataFileError`` when missing (the jobs would get a 404)."""
+    real_root = os.path.realpath(root)
+    full = os.path.realpath(os.path.join(real_root, path))
+    if os.path.commonpath((real_root, full)) != real_root or not os.path.isfile(full):
+        raise DataFileError(f"{path}: missing from the tree (the console's jobs read it from the SCAR endpoint)")
+    try:
+        with open(full, "rb") as handle:
+            return handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise DataFileError(f"{path}: cannot read it: {exc.strerror}") from None

@@ -14,7 +14,6 @@ with an error naming the file and field and leaves the previously ingested data 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import secrets
@@ -27,7 +26,7 @@ from typing import Any, Final
 
 import httpx
 
-from specman.console.cloudtypes import INDEX_PATH, DataFileError, validate_index, validate_items
+from specman.console.cloudtypes import MAX_FILE_BYTES, DataFileError, read_cloud_data
 from specman.console.storage import RunState, Storage
 from specman.errors import SpecmanError
 from specman.oci.http import RetryPolicy, TLSOptions, make_client, send
@@ -35,7 +34,6 @@ from specman.oci.http import RetryPolicy, TLSOptions, make_client, send
 __all__ = ["JOBS", "MAX_FILE_BYTES", "JobRunner", "ScarSource", "fetch_cloud_data", "owner_alive"]
 
 JOBS: Final = {"syncCloudInstanceTypesData": "instanceTypes", "syncCloudStorageTypesData": "storageTypes"}
-MAX_FILE_BYTES: Final = 16 << 20
 _RETRY: Final = RetryPolicy(attempts=3, timeout=60.0, wait_initial=0.5, wait_max=5.0)
 
 log = logging.getLogger("specman.console.jobs")
@@ -52,7 +50,7 @@ class ScarSource:
     insecure: bool = False
 
 
-def _get_json(client: httpx.Client, base: str, path: str) -> Any:
+def _get(client: httpx.Client, base: str, path: str) -> bytes:
     url = f"{base}/{path}"
     response = send(client, client.build_request("GET", url), stream=True, policy=_RETRY)
     try:
@@ -68,10 +66,7 @@ def _get_json(client: httpx.Client, base: str, path: str) -> Any:
         raise DataFileError(f"{path}: GET {url}: {exc}") from None
     finally:
         response.close()
-    try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataFileError(f"{path}: not valid JSON ({exc})") from None
+    return bytes(body)
 
 
 def fetch_cloud_data(source: ScarSource, kind: str) -> dict[str, list[dict[str, Any]]]:
@@ -82,12 +77,7 @@ def fetch_cloud_data(source: ScarSource, kind: str) -> dict[str, list[dict[str, 
         plain_http=base.startswith("http://"), insecure=source.insecure, ca_data=source.ca_cert.strip() or None
     )
     with make_client(tls, auth=auth, timeout=30.0) as client:
-        entries = validate_index(_get_json(client, base, INDEX_PATH))
-        data: dict[str, list[dict[str, Any]]] = {}
-        for entry in entries:
-            path = entry.files[kind]
-            data[entry.cloud] = validate_items(kind, _get_json(client, base, path), path, entry.counts[kind])
-    return data
+        return read_cloud_data(lambda path: _get(client, base, path), kind)
 
 
 _HOST: Final = socket.gethostname()

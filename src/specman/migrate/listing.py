@@ -1,10 +1,13 @@
 """Directory listings of a served tree: nginx's HTML (``autoindex on``) and JSON (``autoindex_format json``)
 pages, and specman's own listing (the same JSON shape, sent when the request accepts ``application/json``).
 
-A listing is untrusted input: names must be single path segments (no ``/``, ``\\``, NUL, ``.`` or ``..``) once
-percent-decoded, links to other places (absolute URLs, ``../``, sort links with a query) are ignored.  The HTML
-is read with the standard library's ``html.parser`` (tolerant of nginx's unclosed tags), not with regular
-expressions.
+A listing is untrusted input: names must be single path segments (no ``/``, NUL, ``.`` or ``..``; a backslash is
+an ordinary character of a POSIX name) once percent-decoded, links to other places (absolute URLs, ``../``, sort
+links with a query) are ignored.  The HTML is read with the standard library's ``html.parser`` (tolerant of nginx's
+unclosed tags), not with regular expressions.  An HTML page that is not a listing (its title is not nginx's
+``Index of /dir/``, nor ``Directory listing for``) is refused: nginx answers a directory holding an ``index.html``
+with that page, which hides the directory's files from any crawler — such a tree must be migrated from its
+directory.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ __all__ = ["Listing", "parse_listing", "safe_segment"]
 
 def safe_segment(name: str) -> bool:
     """Whether ``name`` (decoded) can be one path segment of a tree: nothing that could leave or confuse it."""
-    return bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\0") and len(name) <= 255
+    return bool(name) and name not in (".", "..") and not any(c in name for c in "/\0") and len(name) <= 255
 
 
 @dataclass(frozen=True)
@@ -40,16 +43,34 @@ class _Links(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.links: list[list[str]] = []
+        self.title = ""
+        self._in_title = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._in_title = tag == "title"
         if tag == "a":
             href = dict(attrs).get("href")
             if href is not None:
                 self.links.append([href, ""])
 
+    def handle_endtag(self, tag: str) -> None:
+        self._in_title = False
+
     def handle_data(self, data: str) -> None:
+        if self._in_title:
+            self.title += data
         if self.links:
             self.links[-1][1] += data
+
+
+_LISTING_TITLES = ("index of ", "directory listing for ")
+
+
+def _page_title(text: str) -> str:
+    parser = _Links()
+    parser.feed(text)
+    parser.close()
+    return " ".join(parser.title.split())
 
 
 def _html_listing(text: str) -> Listing:
@@ -101,10 +122,14 @@ def parse_listing(body: bytes, content_type: str, where: str) -> Listing:
             return _json_listing(json.loads(text), where)
         except ValueError:
             raise ContentError(f"{where}: the listing is not valid JSON") from None
-    if kind in ("text/html", "") and "<a" in text.lower():
-        return _html_listing(text)
-    if kind == "text/html":
-        return Listing()  # an empty directory: nginx's page has only the "../" link
+    if kind in ("text/html", ""):
+        title = _page_title(text)
+        if not title.lower().startswith(_LISTING_TITLES):
+            raise ContentError(
+                f"{where}: a page, not a directory listing (title {title[:60]!r}): the server answers this directory "
+                "with its index.html, which hides its files; migrate from the directory itself (--from DIR)"
+            )
+        return _html_listing(text)  # an empty directory: nginx's page has only the "../" link
     raise ContentError(
         f"{where}: not a directory listing ({kind or 'no content type'}); is autoindex on (nginx: 'autoindex on;')?"
     )

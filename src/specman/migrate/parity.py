@@ -2,8 +2,10 @@
 
 The source is read again (``Source.digests``) while every one of its files is fetched from specman's merged view — the
 URLs the clusters will use once the switch is made — and hashed; the version of the migrated tag is listed to find
-files specman has that the source does not.  Any missing, different or extra file is a difference, and a
-difference stops the migration before the switch.
+files specman has that the source does not.  Every directory holding an ``index.html`` is also fetched as the
+directory itself (``dir/``): nginx answers it with that page, and so must specman (``index_pages``).  Any missing,
+different or extra file, or a directory not answering with its index page, is a difference, and a difference stops
+the migration before the switch.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 from specman.migrate.crawl import HttpTree
 from specman.migrate.parallel import fetch_all
 
-__all__ = ["ParityReport", "prove_parity"]
+__all__ = ["ParityReport", "index_directories", "prove_parity"]
 
 
 @dataclass(frozen=True)
@@ -26,16 +28,23 @@ class ParityReport:
     missing: list[str] = field(default_factory=list)  # in the source, not served
     different: list[str] = field(default_factory=list)  # served with other bytes
     extra: list[str] = field(default_factory=list)  # in the pushed version, not in the source
+    index_pages: list[str] = field(default_factory=list)  # directories not answering with their index.html
 
     @property
     def ok(self) -> bool:
-        return not (self.missing or self.different or self.extra)
+        return not (self.missing or self.different or self.extra or self.index_pages)
 
     def summary(self) -> str:
         if self.ok:
             return f"{self.files} files, {self.bytes} bytes: identical"
         parts = []
-        for name, paths in (("missing", self.missing), ("different", self.different), ("extra", self.extra)):
+        kinds = (
+            ("missing", self.missing),
+            ("different", self.different),
+            ("extra", self.extra),
+            ("directories not answering with their index.html", self.index_pages),
+        )
+        for name, paths in kinds:
             if paths:
                 shown = ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
                 parts.append(f"{len(paths)} {name} ({shown})")
@@ -49,7 +58,16 @@ class ParityReport:
             "missing": self.missing,
             "different": self.different,
             "extra": self.extra,
+            "indexPages": self.index_pages,
         }
+
+
+INDEX_PAGE = "index.html"
+
+
+def index_directories(paths: Iterable[str]) -> list[str]:
+    """The directories (``""`` for the root, else ``"a/b/"``) holding an ``index.html`` among ``paths``."""
+    return [path[: -len(INDEX_PAGE)] for path in paths if path == INDEX_PAGE or path.endswith("/" + INDEX_PAGE)]
 
 
 def prove_parity(
@@ -74,7 +92,14 @@ def prove_parity(
         found = {path: found[path] for path in expected if path in found}
         found |= served.fetch_all([path for path in expected if path not in found], progress=progress)
         extra = [path for path in listed.result() if path not in expected]
+        directories = index_directories(expected)
+        pages = served.fetch_all(directories) if directories else {}
+    wrong_pages = [
+        directory or "/"
+        for directory, state in pages.items()
+        if state is None or state.sha256 != expected[directory + INDEX_PAGE]
+    ]
     missing = [path for path, state in found.items() if state is None]
     different = [path for path, state in found.items() if state is not None and state.sha256 != expected[path]]
     size = sum(state.size for state in found.values() if state is not None)
-    return ParityReport(len(expected), size, missing, different, extra)
+    return ParityReport(len(expected), size, missing, different, extra, wrong_pages)

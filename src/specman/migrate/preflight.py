@@ -9,14 +9,40 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from specman.archive import RESERVED_ROOT_NAME
+from specman.console.cloudtypes import KINDS
+from specman.console.jobs import JOBS
 from specman.errors import AuthenticationError, AuthorizationError, ConsoleError, SpecmanError
 
-__all__ = ["Check", "Preflight", "disk_needed", "same_source"]
+__all__ = ["Check", "Preflight", "check_cloud_data", "check_reserved", "disk_needed", "same_source"]
+
+
+class _CloudSource(Protocol):
+    def cloud_data(self, kind: str) -> dict[str, list[dict[str, Any]]]: ...
+
+
+def check_cloud_data(source: _CloudSource) -> str:
+    """Read and validate the tree's ``cloud-types/`` data with the code the console's jobs run (each kind the
+    jobs ingest); ``DataFileError`` names the file and the field.  Returns what the jobs will find."""
+    counts = {kind: source.cloud_data(kind) for kind in KINDS}
+    clouds = sorted({cloud for data in counts.values() for cloud in data})
+    found = ", ".join(f"{sum(len(items) for items in counts[kind].values())} {kind}" for kind in KINDS)
+    return f"{len(clouds)} clouds ({', '.join(clouds)}): {found}, valid for {' and '.join(JOBS)}"
+
+
+def check_reserved(paths: Iterable[str]) -> None:
+    """SpecmanError when the tree holds ``_specman`` at its root (push would refuse it, serve could not show it)."""
+    for path in paths:
+        if path == RESERVED_ROOT_NAME or path.startswith(RESERVED_ROOT_NAME + "/"):
+            raise SpecmanError(
+                f"{path}: the tree holds {RESERVED_ROOT_NAME!r} at its root, which specman serve keeps for itself "
+                f"(/{RESERVED_ROOT_NAME}/): rename or move it on the SCAR first"
+            )
 
 
 @dataclass(frozen=True)

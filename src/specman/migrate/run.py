@@ -36,7 +36,14 @@ from specman.migrate.consoleops import (
 from specman.migrate.endpoint import SpecmanEndpoint
 from specman.migrate.parallel import helper_peak_rss
 from specman.migrate.parity import prove_parity
-from specman.migrate.preflight import Preflight, disk_needed, free_bytes, same_source
+from specman.migrate.preflight import (
+    Preflight,
+    check_cloud_data,
+    check_reserved,
+    disk_needed,
+    free_bytes,
+    same_source,
+)
 from specman.migrate.reporter import Reporter
 from specman.migrate.source import Source, UrlSource
 from specman.oci import push_artifact
@@ -144,6 +151,7 @@ class Migration:
             self.sizes = plan.source.inventory()
             if not self.sizes:
                 raise SpecmanError(f"{plan.source.display} has no files")
+            check_reserved(self.sizes)
             known = sum(s for s in self.sizes.values() if s >= 0)
             return f"{plan.source.display}: {len(self.sizes)} files, {known} bytes"
 
@@ -203,6 +211,10 @@ class Migration:
             return f"{plan.work_dir}: {free >> 20} MiB free, {needed >> 20} MiB needed"
 
         has_source = checks.run("source", source, auth_hint=" (check --from-username and SPECMAN_FROM_PASSWORD)")
+        if has_source:
+            checks.run("cloud types", lambda: check_cloud_data(plan.source))
+        else:
+            checks.skip("cloud types", "the source cannot be read")
         checks.run("registry", registry, auth_hint=" (check the credentials for --to: they need push rights)")
         if checks.run("console", console):
             if self._remote is not None:

@@ -1,10 +1,12 @@
 """What ``specman migrate`` moves: the old SCAR's files, from its directory or from its running server.
 
-Both kinds answer the same three questions: what is there (``inventory``: path → size), a local directory to pack
+Both kinds answer the same questions: what is there (``inventory``: path → size), a local directory to pack
 (``materialize``: the directory itself, or a mirror downloaded into the work directory, every file hashed as it
-streams), and what is there *now* (``digests``: path → sha256, read again at the time of the parity proof, so a
-file changed after the push is caught).  For a server the second reading asks with the validators of the first
-(``If-None-Match``/``If-Modified-Since``): files nginx reports unchanged are not downloaded twice.
+streams), what is there *now* (``digests``: path → sha256, read again at the time of the parity proof, so a
+file changed after the push is caught), and the cloud type data the console's jobs will ingest (``cloud_data``:
+read and validated by the jobs' own code, ``specman.console``, before anything is changed).  For a server the
+second reading asks with the validators of the first (``If-None-Match``/``If-Modified-Since``): files nginx reports
+unchanged are not downloaded twice.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ import stat
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
+from specman.console.cloudtypes import read_cloud_data, read_tree_file
+from specman.console.jobs import ScarSource, fetch_cloud_data
 from specman.errors import SpecmanError, UsageError
 from specman.migrate.crawl import FileState, HttpTree, Site
 from specman.migrate.parallel import fetch_all
@@ -34,6 +38,7 @@ class Source(Protocol):
     def inventory(self) -> dict[str, int]: ...
     def materialize(self, work: Path, progress: Progress | None = None) -> Path: ...
     def digests(self, progress: Progress | None = None) -> dict[str, str]: ...
+    def cloud_data(self, kind: str) -> dict[str, list[dict[str, Any]]]: ...
     def close(self) -> None: ...
 
 
@@ -86,6 +91,10 @@ class DirectorySource:
     def materialize(self, work: Path, progress: Progress | None = None) -> Path:
         return self.root
 
+    def cloud_data(self, kind: str) -> dict[str, list[dict[str, Any]]]:
+        """The ``kind`` data of the tree, read as the jobs read it from a server of this tree."""
+        return read_cloud_data(lambda path: read_tree_file(self.root, path), kind)
+
     def digests(self, progress: Progress | None = None) -> dict[str, str]:
         paths = list(self.inventory())
 
@@ -120,6 +129,7 @@ class UrlSource:
         processes: int = 1,
     ) -> None:
         self.tree = HttpTree(Site(url, f"the SCAR {url}", tls, username, password, workers))
+        self._scar = (url, username or "", password or "", tls)
         self.processes = processes
         self.display = self.tree.base
         self._inventory: dict[str, int] | None = None
@@ -143,6 +153,16 @@ class UrlSource:
             )
         self._states = {path: state for path, state in found.items() if state is not None}
         return mirror
+
+    def cloud_data(self, kind: str) -> dict[str, list[dict[str, Any]]]:
+        """The ``kind`` data the server serves, fetched exactly as the console's jobs fetch it."""
+        url, username, password, tls = self._scar
+        try:
+            ca = Path(tls.ca_file).read_text(encoding="ascii") if tls.ca_file else ""
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SpecmanError(f"--from-ca-file {tls.ca_file}: {exc}") from None
+        scar = ScarSource(url, username, password, ca, tls.insecure)
+        return fetch_cloud_data(scar, kind)
 
     def digests(self, progress: Progress | None = None) -> dict[str, str]:
         """Walk the server again and hash what it serves now (unchanged files answer 304 to the validators)."""

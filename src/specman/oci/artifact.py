@@ -16,8 +16,24 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from specman.archive import ExtractLimits, ExtractResult, ObjectSink, extract_archive, extract_into, pack_to_file
-from specman.errors import ContentError, CorruptArchiveError, NotAnArchiveError, NotFoundError, UsageError
+from specman.archive import (
+    RESERVED_ROOT_NAME,
+    ExtractLimits,
+    ExtractResult,
+    ObjectSink,
+    extract_archive,
+    extract_into,
+    pack_to_file,
+    reserved_entry,
+)
+from specman.errors import (
+    ArchiveError,
+    ContentError,
+    CorruptArchiveError,
+    NotAnArchiveError,
+    NotFoundError,
+    UsageError,
+)
 from specman.oci.blob import Progress, download_to
 from specman.oci.manifest import (
     ANNOTATION_TITLE,
@@ -88,6 +104,12 @@ def push_artifact(
         raise UsageError(f"source {source} does not exist")
     if not (source.is_dir() or source.is_file()):
         raise UsageError(f"source {source} is neither a directory nor a regular file")
+    reserved = reserved_entry(source) if source.is_dir() else None
+    if reserved is not None:
+        raise ArchiveError(
+            f"{reserved}: a tree cannot hold {RESERVED_ROOT_NAME!r} at its root: specman serve keeps "
+            f"/{RESERVED_ROOT_NAME}/ for itself (rename or move it)"
+        )
     config = Descriptor(ORAS_CONFIG, sha256_digest(EMPTY_CONFIG), len(EMPTY_CONFIG))
     with tempfile.TemporaryDirectory(prefix="specman-push-", dir=tmp_dir) as work:
         repo.push_blob(config, EMPTY_CONFIG)

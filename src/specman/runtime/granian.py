@@ -1,6 +1,8 @@
 """Running specman's HTTP services (``serve``, ``console``): listen address, TLS material and granian.
 
-``parse_listen`` reads ``--listen``; ``tls_files`` picks the certificate (``--tls-cert/--tls-key``, or a private CA
+``parse_listen`` reads ``--listen``; ``tls_min`` (``--tls-min``) is the lowest TLS version accepted (1.2 by default:
+TLS 1.2 with the ECDHE AES-GCM and ChaCha20-Poly1305 suites, the Mozilla "intermediate" choice, and TLS 1.3);
+``tls_files`` picks the certificate (``--tls-cert/--tls-key``, or a private CA
 and server certificate generated into ``<data-dir>/tls``, or none with ``--no-tls``); ``run_asgi`` starts granian
 with ``workers`` processes sharing the port (SO_REUSEPORT), crashed workers respawned, its own log lines in
 specman's format (logrus text or JSON), and returns after SIGTERM/SIGINT once in-flight requests are done (at
@@ -22,7 +24,9 @@ from specman.errors import UsageError
 
 _KILL_TIMEOUT = 20  # seconds: within Kubernetes' default 30 s grace period
 
-__all__ = ["check_tls", "parse_listen", "run_asgi", "tls_files"]
+__all__ = ["TLS_VERSIONS", "check_tls", "parse_listen", "run_asgi", "tls_files"]
+
+TLS_VERSIONS = ("1.2", "1.3")
 
 
 def parse_listen(value: str, *, any_port: bool = False) -> tuple[str, int]:
@@ -105,6 +109,15 @@ def _log_config() -> dict[str, Any]:
     }
 
 
+def _protocol(tls_min: str) -> Any:
+    """granian's name for the lowest TLS version.  granian serves TLS with rustls, whose TLS 1.2 suites are the
+    ECDHE ones with AES-GCM and ChaCha20-Poly1305 only — the Mozilla "intermediate" list without its DHE suites
+    (rustls has no finite-field DH) — and no CBC, RC4 or 3DES suite at all: there is nothing to narrow."""
+    from granian.constants import SSLProtocols
+
+    return SSLProtocols.tls12 if tls_min == "1.2" else SSLProtocols.tls13
+
+
 def run_asgi(
     factory: str,
     *,
@@ -112,10 +125,12 @@ def run_asgi(
     port: int,
     workers: int,
     tls: tuple[Path, Path] | None,
+    tls_min: str = "1.2",
 ) -> None:
-    """Serve the ASGI app built by ``factory`` (``"module:function"``, called once in each worker) until a signal."""
+    """Serve the ASGI app built by ``factory`` (``"module:function"``, called once in each worker) until a signal;
+    ``tls_min``: ``"1.2"`` or ``"1.3"``, the lowest TLS version accepted."""
     from granian import Granian
-    from granian.constants import Interfaces, SSLProtocols
+    from granian.constants import Interfaces
     from granian.http import HTTP1Settings
 
     server = Granian(
@@ -129,7 +144,7 @@ def run_asgi(
         http1_settings=HTTP1Settings(keep_alive=True),
         ssl_cert=tls[0] if tls else None,
         ssl_key=tls[1] if tls else None,
-        ssl_protocol_min=SSLProtocols.tls13,  # granian's default, named: the reload hook passes it again
+        ssl_protocol_min=_protocol(tls_min),  # the reload hook passes it again
         log_access=False,
         log_dictconfig=_log_config(),
         respawn_failed_workers=True,
@@ -138,18 +153,16 @@ def run_asgi(
         workers_kill_timeout=_KILL_TIMEOUT,
     )
     if tls is not None:
-        _reload_on_new_certificate(server, *tls)
+        _reload_on_new_certificate(server, *tls, tls_min)
     os.register_at_fork(after_in_child=_after_fork_in_worker)  # granian forks its workers from this process
     server.serve()
 
 
-def _reload_on_new_certificate(server: Any, cert: Path, key: Path) -> None:
+def _reload_on_new_certificate(server: Any, cert: Path, key: Path, tls_min: str) -> None:
     """Serve a renewed certificate without a restart (``specman.runtime.certwatch``): the watcher starts once granian
     handles SIGHUP (its start-up hook) and sends it one when the files change; before the new workers start,
     granian resolves the paths again (a Secret volume's old timestamped directory is gone by then)."""
     import signal
-
-    from granian.constants import SSLProtocols
 
     from specman.runtime.certwatch import CertificateWatcher
 
@@ -157,7 +170,7 @@ def _reload_on_new_certificate(server: Any, cert: Path, key: Path) -> None:
 
     def resolve_again() -> None:
         try:
-            server.build_ssl_context(cert, key, None, SSLProtocols.tls13, None, [], False)
+            server.build_ssl_context(cert, key, None, _protocol(tls_min), None, [], False)
         except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
             logging.getLogger("specman.tls").error("cannot load %s and %s: %s", cert, key, exc)
 

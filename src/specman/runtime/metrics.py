@@ -1,8 +1,9 @@
-"""Prometheus metrics of ``specman serve`` (``GET /metrics``), across its main process and its server workers.
+"""Prometheus metrics of ``specman serve`` (``GET /_specman/metrics``, also ``/metrics`` where the tree has no such
+entry), across its main process and its server workers.
 
 The sync loop runs in the main process and requests are answered by ``--workers`` other processes, so
 prometheus-client runs in multiprocess mode: each process writes its values to memory-mapped files in one
-directory (``RunDir.metrics_dir``) and ``/metrics`` merges them.  prometheus-client picks that mode when it is
+directory (``RunDir.metrics_dir``) and ``/_specman/metrics`` merges them.  prometheus-client picks that mode when it is
 first imported, from ``PROMETHEUS_MULTIPROC_DIR``: ``Metrics(directory)`` sets it, then imports the library, so
 nothing in specman may import ``prometheus_client`` elsewhere.
 
@@ -133,7 +134,7 @@ class Metrics:
         child.inc()
 
     def render(self) -> bytes:
-        """The exposition text of every process's metrics (``GET /metrics``)."""
+        """The exposition text of every process's metrics (``GET /_specman/metrics``)."""
         from prometheus_client import CollectorRegistry, generate_latest, multiprocess
 
         registry = CollectorRegistry()

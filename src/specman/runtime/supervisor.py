@@ -44,6 +44,7 @@ class Listener:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_sans: tuple[str, ...] = ()
+    tls_min: str = "1.2"  # the lowest TLS version accepted ("1.2" or "1.3")
 
 
 @dataclass
@@ -99,7 +100,14 @@ class Supervisor:
         try:
             if not stop.is_set():
                 listener = self.listener
-                run_asgi(self.factory, host=listener.host, port=listener.port, workers=listener.workers, tls=tls)
+                run_asgi(
+                    self.factory,
+                    host=listener.host,
+                    port=listener.port,
+                    workers=listener.workers,
+                    tls=tls,
+                    tls_min=listener.tls_min,
+                )
         finally:
             served.set()
             log.info("Stopping")

@@ -29,6 +29,7 @@ class ServeWorkers:
     basic_auth_file: str | None = None
     notify_token_file: str | None = None
     notify_token_env: str | None = None  # the name of the environment variable holding the token
+    index_pages: bool = True  # a directory's index.html answers for it (False: --no-index-pages)
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ def serve_app() -> ASGIApp:
         notify_token_env=config.notify_token_env,
     )
     auth = read_basic_auth(Path(config.basic_auth_file)) if config.basic_auth_file else None
-    return create_app(Path(config.data_dir), basic_auth=auth, service=service)
+    return create_app(Path(config.data_dir), basic_auth=auth, service=service, index_pages=config.index_pages)
 
 
 def console_app() -> ASGIApp:

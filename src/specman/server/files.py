@@ -25,7 +25,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import quote
+from urllib.parse import quote, unquote_to_bytes
 
 import anyio.to_thread
 from starlette.types import Scope, Send
@@ -39,10 +39,12 @@ __all__ = [
     "FileEntry",
     "FileIndex",
     "content_type",
+    "display_name",
     "html_listing",
     "listing",
     "send_file",
     "send_whole_file",
+    "url_quote",
 ]
 
 _CHUNK: Final = 256 * 1024
@@ -56,15 +58,38 @@ _TYPES: Final = {
     ".txt": "text/plain",
 }
 _TEXT_TYPES: Final = ("application/yaml", "application/json", "application/xml", "application/javascript")
+# ``mimetypes`` reports ``x.tar.gz`` as an x-tar "encoded" with gzip; the bytes served are the compressed ones
+_ENCODINGS: Final = {
+    "gzip": "application/gzip",
+    "bzip2": "application/x-bzip2",
+    "xz": "application/x-xz",
+    "compress": "application/x-compress",
+    "br": "application/x-brotli",
+}
 
 
 def content_type(name: str) -> str:
-    """The Content-Type for a file name: specman's table, then ``mimetypes``; charset=utf-8 for text."""
+    """The Content-Type for a file name: specman's table, then ``mimetypes`` (a compressed file is labelled by
+    its compression: ``.tgz``, ``.tar.gz``, ``.json.gz`` are ``application/gzip``); charset=utf-8 for text."""
     suffix = os.path.splitext(name)[1].lower()
-    kind = _TYPES.get(suffix) or mimetypes.guess_type(name, strict=False)[0] or "application/octet-stream"
+    kind = _TYPES.get(suffix)
+    if kind is None:
+        guessed, encoding = mimetypes.guess_type(name, strict=False)
+        kind = _ENCODINGS.get(encoding or "") or guessed or "application/octet-stream"
     if kind.startswith("text/") or kind in _TEXT_TYPES:
         return f"{kind}; charset=utf-8"
     return kind
+
+
+def url_quote(name: str) -> str:
+    """One name percent-encoded for a URL path: every byte but unreserved ones escaped (``#``, ``?``, ``%``,
+    ``\\``, spaces, ``:`` included), names that are not UTF-8 as the bytes they are (``os.fsdecode`` form)."""
+    return quote(name.encode("utf-8", "surrogateescape"), safe="")
+
+
+def display_name(name: str) -> str:
+    """``name`` as text to show (bytes that are not UTF-8 shown as U+FFFD)."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 class ETags:
@@ -157,7 +182,9 @@ class FileIndex:
 
 
 def listing(root: Path, directory: Path) -> list[dict[str, Any]]:
-    """Entries of ``directory`` (inside ``root``) sorted by name; symlinks leading out of ``root`` are left out."""
+    """Entries of ``directory`` (inside ``root``) sorted as nginx's autoindex sorts them (directories first,
+    then by name); dot files are listed (nginx hides them); symlinks leading out of ``root`` and dangling ones
+    are left out (they are not served)."""
     real_root = os.path.realpath(root)
     entries: list[dict[str, Any]] = []
     with os.scandir(directory) as scan:
@@ -174,23 +201,24 @@ def listing(root: Path, directory: Path) -> list[dict[str, Any]]:
                 continue
             entries.append(
                 {
-                    "name": entry.name,
+                    "name": display_name(entry.name),
+                    "href": url_quote(entry.name) + ("/" if is_dir else ""),
                     "type": "directory" if is_dir else "file",
                     "size": 0 if is_dir else st.st_size,
                     "mtime": http_date(st.st_mtime),
                 }
             )
-    entries.sort(key=lambda item: (item["type"] != "directory", item["name"]))
+    entries.sort(key=lambda item: (item["type"] != "directory", unquote_to_bytes(item["href"])))
     return entries
 
 
 def html_listing(url_path: str, entries: list[dict[str, Any]]) -> str:
     title = html.escape(f"Index of {url_path}")
-    rows = ['<a href="../">../</a>'] if url_path != "/" else []
+    rows = ['<a href="../">../</a>']  # at the root too, as nginx (it resolves to the root)
     for item in entries:
         name = item["name"] + ("/" if item["type"] == "directory" else "")
         size = "-" if item["type"] == "directory" else str(item["size"])
-        link = html.escape(quote(name), quote=True)
+        link = html.escape(item["href"], quote=True)
         rows.append(f'<a href="{link}">{html.escape(name)}</a> {item["mtime"]} {size}')
     body = "\n".join(rows)
     return (

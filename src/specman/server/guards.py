@@ -1,4 +1,4 @@
-"""What stands in front of the app: the allowed methods, HTTP Basic auth, and the response counter for metrics.
+"""What stands in front of the app: the allowed methods and ``Host``, HTTP Basic auth, and the response counter.
 
 Each is a plain ASGI middleware (no Starlette ``BaseHTTPMiddleware``: it would buffer and slow every response).
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-from collections.abc import Callable, Container
+from collections.abc import Awaitable, Callable, Container
 from pathlib import Path
 from typing import Final
 
@@ -30,8 +30,22 @@ def read_basic_auth(path: Path) -> tuple[str, str]:
     return user, password
 
 
+def _host_error(scope: Scope) -> str | None:
+    """RFC 9112 §3.2: an HTTP/1.1 request without ``Host``, or any request with more than one, is a 400.
+
+    granian hands a request without ``Host`` on with an empty one, so an empty ``Host`` counts as none for
+    HTTP/1.1 (nginx answers both 400 too); HTTP/1.0 needs none."""
+    hosts = [value for name, value in scope["headers"] if name == b"host"]
+    if len(hosts) > 1:
+        return "more than one Host header"
+    if scope.get("http_version") == "1.1" and not (hosts and hosts[0].strip()):
+        return "an HTTP/1.1 request needs a Host header"
+    return None
+
+
 class Methods:
-    """Only GET and HEAD, except POST on the paths in ``post_paths``: anything else is 405 with ``Allow``."""
+    """Only GET and HEAD, except POST on the paths in ``post_paths``: anything else is 405 with ``Allow``.  A
+    request without its ``Host`` (``_host_error``) is answered 400 first."""
 
     def __init__(self, app: ASGIApp, post_paths: Container[str] = ()) -> None:
         self.app = app
@@ -39,6 +53,10 @@ class Methods:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            problem = _host_error(scope)
+            if problem is not None:
+                await PlainTextResponse(f"Bad request: {problem}\n", status_code=400)(scope, receive, send)
+                return
             post = scope.get("path") in self.post_paths
             allowed = ("POST",) if post else _READ_METHODS
             if scope["method"] not in allowed:
@@ -50,14 +68,21 @@ class Methods:
         await self.app(scope, receive, send)
 
 
-class BasicAuth:
-    """HTTP Basic auth in front of everything but ``open_paths``; credentials compared in constant time."""
+async def _never(scope: Scope) -> bool:
+    return False
 
-    def __init__(self, app: ASGIApp, credentials: tuple[str, str], open_paths: Container[str] = ()) -> None:
+
+class BasicAuth:
+    """HTTP Basic auth in front of every request but those ``is_open`` says are open (the probes and the
+    notifications: what the request reaches, not only its path, decides); credentials compared in constant time."""
+
+    def __init__(
+        self, app: ASGIApp, credentials: tuple[str, str], is_open: Callable[[Scope], Awaitable[bool]] = _never
+    ) -> None:
         self.app = app
         self.user = credentials[0].encode()
         self.password = credentials[1].encode()
-        self.open_paths = open_paths
+        self.is_open = is_open
 
     def _allowed(self, header: str | None) -> bool:
         if not header or header[:6].lower() != "basic ":
@@ -72,7 +97,7 @@ class BasicAuth:
         return bool(sep) and ok_user and ok_password
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("path") in self.open_paths:
+        if scope["type"] != "http" or await self.is_open(scope):
             await self.app(scope, receive, send)
             return
         if self._allowed(Request(scope).headers.get("authorization")):

@@ -1,16 +1,25 @@
 """Request path → file inside a served tree, immune to traversal tricks.  All checks live here, in one place.
 
-``parse_request_path`` works on the raw (still percent-encoded) path of the request target and decodes it
-exactly once:
+``parse_request_path`` works on the raw bytes of the request target's path (still percent-encoded; granian
+passes them as ``raw_path``) and decodes them exactly once, as UTF-8 — a client that sends raw UTF-8 bytes
+instead of percent-escapes gets the same file:
 
-* encoded ``/`` or ``\\`` (``%2f``, ``%5c``) are refused (400): a name never contains a slash, and proxies
-  disagree on how to decode them;
-* the decoded bytes must be valid UTF-8 (overlong forms such as ``%c0%ae`` are invalid UTF-8 and refused);
-* NUL, other control characters and backslashes are refused (400);
+* an encoded ``/`` (``%2f``) is refused (400): a name never contains a slash, and decoding it would change the
+  path's structure (proxies disagree on what it means);
+* a backslash (raw or ``%5c``) is an ordinary character of a name on POSIX file systems, as nginx serves it:
+  ``a\\..\\b`` names one file, never a parent directory;
+* bytes that are not UTF-8 stay the bytes they are (``surrogateescape``, as ``os.fsdecode``): a tree may hold
+  such names, and they reach exactly that file; overlong forms such as ``%c0%ae`` are no ``.`` (they name a
+  file that does not exist, 404);
+* NUL and other control characters are refused (400): no name in a tree holds them (the extractor refuses them);
 * ``.`` segments and empty segments are dropped; any ``..`` segment is refused (400) — even one that would stay
   inside the tree;
 * what remains is a tuple of plain names.  A double-encoded ``%252e%252e`` decodes to the literal name
   ``%2e%2e``: harmless, it names no file.
+
+Length: a name longer than ``NAME_MAX`` (255 bytes) cannot exist (404 by lookup); a decoded path longer than
+``PATH_MAX`` (4096 bytes) is refused with 414, as is a raw target over ``MAX_RAW_PATH`` (each byte of a name may
+take three encoded characters and four-byte UTF-8 characters twelve, so the raw limit sits far above 4096).
 
 ``confine`` joins the names to a root and resolves symlinks (``real_path``: the kernel's resolution): a symlink
 inside the content that points outside the tree yields None (the caller answers 404, as nginx with
@@ -25,12 +34,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote_to_bytes
 
-__all__ = ["PathRejected", "RequestPath", "confine", "parse_request_path"]
+__all__ = ["MAX_PATH", "MAX_RAW_PATH", "PathRejected", "RequestPath", "confine", "parse_request_path"]
 
-_ENCODED_SEPARATOR = re.compile(r"%(2f|5c)", re.IGNORECASE)
-_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
-MAX_PATH = 4096
+_ENCODED_SEPARATOR = re.compile(rb"%2f", re.IGNORECASE)
+_BAD_PERCENT = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+MAX_PATH = 4096  # bytes of the decoded path (Linux PATH_MAX)
+MAX_RAW_PATH = 65536  # characters of the raw, encoded path (hyper itself refuses targets near 64 KiB)
 
 
 class PathRejected(ValueError):
@@ -53,22 +63,24 @@ class RequestPath:
         return "/".join(self.names)
 
 
-def parse_request_path(raw: str) -> RequestPath:
-    """Decode and check the raw path of a request target (no query string)."""
-    if not raw.startswith("/"):
+def parse_request_path(raw: bytes | str) -> RequestPath:
+    """Decode and check the raw path of a request target (no query string): bytes as received, or text (which
+    is taken as its UTF-8 encoding)."""
+    data = raw.encode("utf-8") if isinstance(raw, str) else raw
+    if not data.startswith(b"/"):
         raise PathRejected("the path must start with /")
-    if len(raw) > MAX_PATH:
-        raise PathRejected(f"the path is longer than {MAX_PATH} characters", status=414)
-    if _ENCODED_SEPARATOR.search(raw):
-        raise PathRejected("encoded slashes or backslashes are not allowed in paths")
-    if _BAD_PERCENT.search(raw):
+    if len(data) > MAX_RAW_PATH:
+        raise PathRejected(f"the path is longer than {MAX_RAW_PATH} characters", status=414)
+    if _ENCODED_SEPARATOR.search(data):
+        raise PathRejected("encoded slashes are not allowed in paths")
+    if _BAD_PERCENT.search(data):
         raise PathRejected("malformed percent-encoding")
-    try:
-        decoded = unquote_to_bytes(raw).decode("utf-8")
-    except UnicodeDecodeError:
-        raise PathRejected("the path is not valid UTF-8") from None
+    unquoted = unquote_to_bytes(data)
+    if len(unquoted) > MAX_PATH:
+        raise PathRejected(f"the decoded path is longer than {MAX_PATH} bytes", status=414)
+    decoded = unquoted.decode("utf-8", "surrogateescape")  # other bytes name files as the bytes they are
     if _CONTROL.search(decoded):
-        raise PathRejected("control characters and backslashes are not allowed in paths")
+        raise PathRejected("control characters are not allowed in paths")
     names: list[str] = []
     for segment in decoded.split("/"):
         if segment in ("", "."):

@@ -9,10 +9,13 @@ never modifies a source tree; where to build and when to publish are ``store.py`
 
 Conflicts: file over file (``file``); a file or symlink where an earlier version had a directory
 (``file-over-directory``: the later version wins and the whole earlier subtree is dropped); a directory where an
-earlier version had a file or symlink (``directory-over-file``).  A directory present in several versions is
-shared, not a conflict, and neither is a file (or symlink) with the same content in both.  Symlink targets are
-copied verbatim: each stayed inside its own version tree, but in the merged view a link may resolve through
-another version's entries, so the server confines every path it serves by ``realpath`` to the generation's tree.
+earlier version had a file or symlink (``directory-over-file``); an entry named ``_specman`` at a version's root
+(``reserved``: ``specman serve`` keeps ``/_specman/`` for itself, so the view leaves it out, whose ``winner`` is
+``specman``; push refuses such trees, but a tag pushed by another tool may hold one).  A directory present in
+several versions is shared, not a conflict, and neither is a file (or symlink) with the same content in both.
+Symlink targets are copied verbatim: each stayed inside its own version tree, but in the merged view a link may
+resolve through another version's entries, so the server confines every path it serves by ``realpath`` to the
+generation's tree.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from specman.archive import RESERVED_ROOT_NAME
 from specman.store._fs import NO_HARD_LINKS, clone_or_copy
 
 __all__ = ["Conflict", "MergeResult", "build_merged_tree"]
@@ -70,6 +74,9 @@ def _plan(sources: Sequence[tuple[str, str]]) -> tuple[dict[str, tuple[int, int]
             with os.scandir(directory) as entries:
                 for entry in entries:
                     rel = prefix + entry.name
+                    if rel == RESERVED_ROOT_NAME:
+                        conflicts.append(Conflict(rel, "specman", tag, "reserved"))
+                        continue
                     if entry.is_dir(follow_symlinks=False):
                         kind = _DIR
                         pending.append((entry.path, rel + "/"))

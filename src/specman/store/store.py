@@ -378,6 +378,14 @@ class Store:
 
 def _log_conflicts(generation: Generation) -> None:
     for conflict in generation.conflicts[:_LOGGED_CONFLICTS]:
+        if conflict.kind == "reserved":
+            log.warning(
+                "path conflict %s (reserved): tag %s holds /%s, which specman keeps for itself: left out of the view",
+                conflict.path,
+                conflict.loser,
+                conflict.path,
+            )
+            continue
         log.info(
             "path conflict %s (%s): %s wins over %s", conflict.path, conflict.kind, conflict.winner, conflict.loser
         )
