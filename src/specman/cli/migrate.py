@@ -31,6 +31,7 @@ from specman.migrate.run import Migration, MigrationPlan
 from specman.migrate.source import open_source
 from specman.oci import open_target
 from specman.oci.http import TLSOptions
+from specman.oci.repository import RegistryOptions, Target
 
 __all__ = ["migrate", "read_secret", "run_migration"]
 
@@ -111,6 +112,28 @@ class MigrateSettings(Settings):
     )
     as_json: bool = opt("--json", is_flag=True, help="Print the summary as JSON on stdout.")
 
+    def open_target(self, options: RegistryOptions) -> tuple[Target, str]:
+        """Where to push (``--to``) and the tag (from ``--to`` or ``--tag``, default 0.0.0)."""
+        target = open_target(self.ref, options, default_tag=None, create_layout=options.oci_layout and not self.dry_run)
+        if target.digest:
+            raise UsageError(f"--to {self.ref!r}: a tag is pushed, not a digest")
+        if target.tag and self.tag and target.tag != self.tag:
+            raise UsageError(f"--to names tag {target.tag} and --tag says {self.tag}")
+        return target, target.tag or self.tag or "0.0.0"
+
+    def console_client(self) -> ConsoleClient:
+        return ConsoleClient(
+            self.console_url, tls=TLSOptions(ca_file=str(self.console_ca_file) if self.console_ca_file else None)
+        )
+
+    def specman_endpoint(self) -> SpecmanEndpoint:
+        return SpecmanEndpoint(
+            self.specman_url,
+            ca_file=str(self.specman_ca_file or "") or None,
+            username=self.specman_username,
+            password=read_secret(self.specman_password_file, "SPECMAN_SPECMAN_PASSWORD", "--specman-password-file"),
+        )
+
 
 @click.command()
 @uses(MigrateSettings, RegistrySettings, SignKeySettings)
@@ -121,33 +144,16 @@ def migrate(ui: UI, /, settings: MigrateSettings, registry: RegistrySettings, si
     options = registry.options()
     if not settings.dry_run and not settings.yes and not sys.stdin.isatty():
         raise UsageError("nothing to confirm on without a terminal: add --yes (or --dry-run to see the plan)")
-    target = open_target(
-        settings.ref, options, default_tag=None, create_layout=options.oci_layout and not settings.dry_run
-    )
-    if target.digest:
-        raise UsageError(f"--to {settings.ref!r}: a tag is pushed, not a digest")
-    if target.tag and settings.tag and target.tag != settings.tag:
-        raise UsageError(f"--to names tag {target.tag} and --tag says {settings.tag}")
-    tag = target.tag or settings.tag or "0.0.0"
-    from_tls = TLSOptions(insecure=settings.from_insecure, ca_file=str(settings.from_ca_file or "") or None)
+    target, tag = settings.open_target(options)
     from_password = read_secret(settings.from_password_file, "SPECMAN_FROM_PASSWORD", "--from-password-file")
     source = open_source(
         settings.source,
-        tls=from_tls,
+        tls=TLSOptions(insecure=settings.from_insecure, ca_file=str(settings.from_ca_file or "") or None),
         username=settings.from_username,
         password=from_password,
         processes=settings.processes,
     )
-    console = ConsoleClient(
-        settings.console_url,
-        tls=TLSOptions(ca_file=str(settings.console_ca_file) if settings.console_ca_file else None),
-    )
-    specman = SpecmanEndpoint(
-        settings.specman_url,
-        ca_file=str(settings.specman_ca_file or "") or None,
-        username=settings.specman_username,
-        password=read_secret(settings.specman_password_file, "SPECMAN_SPECMAN_PASSWORD", "--specman-password-file"),
-    )
+    console, specman = settings.console_client(), settings.specman_endpoint()
     keep = settings.work_dir is not None
     work = settings.work_dir or Path(tempfile.mkdtemp(prefix="specman-migrate-"))
     try:

@@ -8,6 +8,7 @@ The schema is ``specman.console.migrations.MIGRATIONS``, tracked in ``PRAGMA use
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 import threading
@@ -24,7 +25,6 @@ __all__ = ["SQLiteStorage"]
 
 _BUSY_TIMEOUT_S: Final = 15.0
 _INTERRUPTED: Final = "interrupted: the console process running it exited before the run ended"
-_REGISTRY_COLUMNS: Final = "uid, name, endpoint, username, password, ca_cert, insecure, spectro, created_at, updated_at"
 
 
 def _registry(row: sqlite3.Row) -> RegistryRecord:
@@ -49,17 +49,8 @@ def _registry(row: sqlite3.Row) -> RegistryRecord:
 
 
 def _run(row: sqlite3.Row) -> JobRun:
-    return JobRun(
-        id=row["id"],
-        job=row["job"],
-        state=row["state"],
-        queued_at=row["queued_at"],
-        started_at=row["started_at"],
-        ended_at=row["ended_at"],
-        items=row["items"],
-        error=row["error"],
-        owner=row["owner"],
-    )
+    """A ``job_runs`` row (its columns are named as ``JobRun``'s fields)."""
+    return JobRun(**{f.name: row[f.name] for f in dataclasses.fields(JobRun)})
 
 
 def _conflict(connection: sqlite3.Connection, record: RegistryRecord) -> ConflictError:

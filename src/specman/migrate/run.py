@@ -20,13 +20,12 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from specman.console.client import ConsoleClient
-from specman.console.registries import SPECTRO_REPOSITORY
 from specman.errors import MigrationError, SpecmanError
+from specman.migrate.checks import Checks
 from specman.migrate.consoleops import (
     JOBS,
     JobResult,
     ScarConfig,
-    precheck_registry,
     register_registry,
     registry_body,
     restore_scar,
@@ -39,10 +38,6 @@ from specman.migrate.parity import prove_parity
 from specman.migrate.preflight import (
     Preflight,
     check_cloud_data,
-    check_reserved,
-    disk_needed,
-    free_bytes,
-    same_source,
 )
 from specman.migrate.reporter import Reporter
 from specman.migrate.source import Source, UrlSource
@@ -109,7 +104,7 @@ class Migration:
             self.summary["durations"][name] = round(time.monotonic() - started, 3)
 
     @property
-    def _remote(self) -> RemoteRepository | None:
+    def remote(self) -> RemoteRepository | None:
         return self.repository if isinstance(self.repository, RemoteRepository) else None
 
     # -- the steps ----------------------------------------------------------------------------------------------
@@ -126,7 +121,7 @@ class Migration:
                 raise MigrationError("stopped before any change: not confirmed")
             with self._phase("push"):
                 digest = self.push()
-            if self._remote is not None:
+            if self.remote is not None:
                 with self._phase("register"):
                     self.register()
             with self._phase("served"):
@@ -143,87 +138,23 @@ class Migration:
                 self.summary["helperPeakRssMiB"] = round(helper_peak_rss() / (1 << 20), 1)
 
     def preflight(self) -> None:
-        plan = self.plan
+        plan, check = self.plan, Checks(self)
         checks = Preflight(lambda c: self.ui.status(f"  {c.line()}"))
         self.ui.status("Preflight (nothing is changed yet)")
-
-        def source() -> str:
-            self.sizes = plan.source.inventory()
-            if not self.sizes:
-                raise SpecmanError(f"{plan.source.display} has no files")
-            check_reserved(self.sizes)
-            known = sum(s for s in self.sizes.values() if s >= 0)
-            return f"{plan.source.display}: {len(self.sizes)} files, {known} bytes"
-
-        def registry() -> str:
-            self.repository.check_push()
-            if self._remote is not None and self._remote.name != SPECTRO_REPOSITORY:
-                raise SpecmanError(
-                    f"the console reads the manifests from {SPECTRO_REPOSITORY} only; push there (--to HOST/"
-                    f"{SPECTRO_REPOSITORY}:{plan.tag})"
-                )
-            try:
-                existing = self.repository.resolve(plan.tag).digest
-            except SpecmanError:
-                existing = None
-            self.summary["existingDigest"] = existing
-            where = f"{self.repository.display}:{plan.tag}"
-            return f"{where}: push allowed" + (f" (the tag exists: {existing})" if existing else " (new tag)")
-
-        def console() -> str:
-            plan.console.login(plan.console_user, plan.console_password)
-            self.scar_before = ScarConfig.read(plan.console)
-            before = self.scar_before
-            self.summary["scarBefore"] = before.endpoint if before else None
-            if before and before.password_set and plan.rollback and plan.scar_password is None:
-                raise SpecmanError(
-                    "the current SCAR endpoint has a password: give it (SPECMAN_FROM_PASSWORD or "
-                    "--from-password-file) so that a failed switch can be undone, or use --no-rollback"
-                )
-            now = before.endpoint if before else "not configured"
-            return f"logged in to {plan.console.base_url} as {plan.console_user}; SCAR now: {now}"
-
-        def console_registry() -> str:
-            self.registry_values = self._registry_body()
-            precheck_registry(plan.console, self.registry_values)
-            return "the console reaches the registry and its credentials are accepted"
-
-        def specman() -> str:
-            status = plan.specman.check()
-            same = same_source(status, self.repository.display)
-            if same is False:
-                raise SpecmanError(
-                    f"specman at {plan.specman.url} syncs {status.get('source')}, not {self.repository.display}"
-                )
-            served = (status.get("tags") or {}).get(plan.tag)
-            note = " (it will take it from the console)" if same is None else ""
-            return f"{plan.specman.url} is up and syncs this repository{note}" + (
-                f"; serves {plan.tag} now" if served else ""
-            )
-
-        def disk() -> str:
-            mirror = isinstance(plan.source, UrlSource)
-            needed, free = disk_needed(self.sizes, mirror=mirror), free_bytes(plan.work_dir)
-            if free < needed:
-                raise SpecmanError(
-                    f"{plan.work_dir}: {free >> 20} MiB free, {needed >> 20} MiB needed (choose another --work-dir)"
-                )
-            return f"{plan.work_dir}: {free >> 20} MiB free, {needed >> 20} MiB needed"
-
-        has_source = checks.run("source", source, auth_hint=" (check --from-username and SPECMAN_FROM_PASSWORD)")
+        has_source = checks.run("source", check.source, auth_hint=" (check --from-username and SPECMAN_FROM_PASSWORD)")
         if has_source:
             checks.run("cloud types", lambda: check_cloud_data(plan.source))
         else:
             checks.skip("cloud types", "the source cannot be read")
-        checks.run("registry", registry, auth_hint=" (check the credentials for --to: they need push rights)")
-        if checks.run("console", console):
-            if self._remote is not None:
-                checks.run("console registry", console_registry)
+        checks.run("registry", check.registry, auth_hint=" (check the credentials for --to: they need push rights)")
+        if checks.run("console", check.console):
+            if self.remote is not None:
+                checks.run("console registry", check.console_registry)
         else:
             checks.skip("console registry", "no console session")
-        checks.run("specman", specman, hint=" (check --specman and --specman-ca-file)")
+        checks.run("specman", check.specman, hint=" (check --specman and --specman-ca-file)")
         if has_source:
-            checks.run("disk", disk)
+            checks.run("disk", check.disk)
         else:
             checks.skip("disk", "the source size is unknown")
         self.summary["preflight"] = [c.__dict__ for c in checks.checks]
@@ -236,8 +167,8 @@ class Migration:
                 hint=first.hint,
             )
 
-    def _registry_body(self) -> dict[str, Any]:
-        remote = self._remote
+    def registry_body(self) -> dict[str, Any]:
+        remote = self.remote
         assert remote is not None
         options = self.plan.registry
         ecr = options.provider_name(remote.client.host) == "aws"
@@ -268,8 +199,8 @@ class Migration:
             f"  push {len(self.sizes)} files to {self.repository.display}:{self.plan.tag}"
             + (" (skipped if its content is already there)" if existing else "")
         )
-        if self._remote is not None:
-            self.ui.status(f"  register {self._remote.client.host} in the console with 'Contains Spectro Manifests'")
+        if self.remote is not None:
+            self.ui.status(f"  register {self.remote.client.host} in the console with 'Contains Spectro Manifests'")
         self.ui.status(f"  wait until {self.plan.specman.url} serves it, prove every file identical")
         self.ui.status(f"  switch the SCAR to {self.plan.specman.url} and run {', '.join(JOBS)}")
 
@@ -310,7 +241,7 @@ class Migration:
     def wait_served(self, digest: str) -> None:
         plan = self.plan
         if plan.notify_token:
-            name = self._remote.name if self._remote is not None else self.repository.display
+            name = self.remote.name if self.remote is not None else self.repository.display
             taken = plan.specman.notify(plan.notify_token, name, plan.tag, digest)
             self.ui.status(
                 "Notified specman" if taken else "specman did not take the notification: waiting for its sync"

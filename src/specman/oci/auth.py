@@ -195,17 +195,7 @@ class RegistryAuth(httpx.Auth):
         scope = request_scopes(request)
         with self._lock:
             known = self._challenges.get(host)
-        applied = ""
-        used: Credentials | None = None
-        if (known is None and self._preemptive) or (known is not None and known.scheme == "basic"):
-            used = self._set_basic(request, host)
-            applied = "basic" if used else ""
-        elif known is not None and scope:
-            token = self._cached(known, scope)
-            if token is None:
-                token = yield from self._fetch_token(host, known, merge_scopes(known.scope, scope))
-            request.headers["Authorization"] = f"Bearer {token}"
-            applied = "token"
+        applied, used = yield from self._authorize(request, host, known, scope)
         response = yield request
 
         fresh = widened = renewed = False
@@ -252,6 +242,22 @@ class RegistryAuth(httpx.Auth):
             applied = "token"
             request.headers["Authorization"] = f"Bearer {token}"
             response = yield request
+
+    def _authorize(
+        self, request: httpx.Request, host: str, known: Challenge | None, scope: str
+    ) -> Generator[httpx.Request, httpx.Response, tuple[str, Credentials | None]]:
+        """Before the first send, apply what is known of ``host``: Basic (also pre-emptively), or a cached or
+        fetched token for ``scope``.  (what was applied: "basic", "token" or "", the credentials of Basic)."""
+        if (known is None and self._preemptive) or (known is not None and known.scheme == "basic"):
+            used = self._set_basic(request, host)
+            return ("basic" if used else ""), used
+        if known is not None and scope:
+            token = self._cached(known, scope)
+            if token is None:
+                token = yield from self._fetch_token(host, known, merge_scopes(known.scope, scope))
+            request.headers["Authorization"] = f"Bearer {token}"
+            return "token", None
+        return "", None
 
     def _set_basic(self, request: httpx.Request, host: str) -> Credentials | None:
         """Basic credentials on ``request``; the credentials used (None: there are none for ``host``)."""
