@@ -18,7 +18,7 @@ from typing import ClassVar, Final
 import click
 
 from specman.cli.options import RegistrySettings
-from specman.cli.settings import Settings, opt, uses
+from specman.cli.settings import Settings, file_opt, opt, uses
 from specman.cli.ui import UI
 from specman.errors import UsageError
 from specman.oci import open_target
@@ -52,32 +52,26 @@ class VerifySettings(Settings):
         type=click.Choice([m.value for m in Mode]),
         default="off",
         show_default=True,
-        envvar="SPECMAN_VERIFY",
         help="Check signatures before publishing: audit reports, required refuses unsigned or badly signed versions.",
     )
-    verify_keys: tuple[Path, ...] = opt(
+    verify_keys: tuple[Path, ...] = file_opt(
         "--verify-key",
         multiple=True,
-        envvar="SPECMAN_VERIFY_KEY",
-        type=click.Path(exists=True, dir_okay=False, path_type=Path),
         help="A trusted PEM public key (ECDSA, Ed25519, RSA); repeatable, any one key passes.",
     )
     verify_tags: tuple[str, ...] = opt(
         "--verify-tags",
         multiple=True,
-        envvar="SPECMAN_VERIFY_TAGS",
         metavar="GLOB",
         help="Verify only the tags matching this glob (repeatable; default every tag).",
     )
     notation_policy: Path | None = opt(
         "--verify-notation-policy",
-        envvar="SPECMAN_VERIFY_NOTATION_POLICY",
         type=click.Path(exists=True, path_type=Path),
         help="Also accept Notation signatures: notation's trustpolicy.json (or its config directory).",
     )
     notation_store: Path | None = opt(
         "--verify-notation-store",
-        envvar="SPECMAN_VERIFY_NOTATION_STORE",
         type=click.Path(exists=True, file_okay=False, path_type=Path),
         help="Notation's trust store directory (holding x509/ca/<name>/...); default beside the trust policy.",
     )
@@ -115,16 +109,12 @@ class SignKeySettings(Settings):
 
     param: ClassVar[str] = "signing"
 
-    sign_key: Path | None = opt(
+    sign_key: Path | None = file_opt(
         "--sign-key",
-        envvar="SPECMAN_SIGN_KEY",
-        type=click.Path(exists=True, dir_okay=False, path_type=Path),
         help="Sign what is pushed with this PEM private key (cosign's .sig tag form).",
     )
-    key_password_file: Path | None = opt(
+    key_password_file: Path | None = file_opt(
         "--key-password-file",
-        envvar="SPECMAN_KEY_PASSWORD_FILE",
-        type=click.Path(exists=True, dir_okay=False, path_type=Path),
         help=f"The key's passphrase (first line); else {PASSWORD_ENV}, else a prompt.",
     )
 
