@@ -17,19 +17,9 @@ from specman.oci import LayoutRepository, push_artifact
 from specman.server.app import create_app
 from specman.server.files import content_type
 from specman.store._merge import build_merged_tree
+from tests.test_server import _sync
 
 Answer = tuple[int, dict[str, str], bytes]
-
-
-def _sync(layout: Path, data: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "specman", "sync", str(layout), "--oci-layout", "--data-dir", str(data), "--once"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
 
 
 @pytest.fixture(scope="module")
