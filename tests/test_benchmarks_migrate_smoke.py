@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import importlib
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.fixtures.bench import run_quick
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,17 +36,7 @@ def test_sections_are_kept_apart(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed (scripts/test-all)")
 def test_quick_run(tmp_path: Path) -> None:
-    out = tmp_path / "report.md"
-    proc = subprocess.run(
-        [sys.executable, "migrate.py", "--quick", "--work-dir", str(tmp_path / "w"), "--output", str(out)],
-        cwd=REPO / "benchmarks",
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    text = out.read_text()
+    text = run_quick("migrate.py", tmp_path / "report.md", "--work-dir", str(tmp_path / "w"), timeout=240)
     assert "| manual: `tar -czf`" in text and "| `specman migrate` from the SCAR's URL" in text
     assert "<!-- migrate:begin -->" in text
     assert not list((tmp_path / "w").glob("run-*"))  # its temporary data is removed

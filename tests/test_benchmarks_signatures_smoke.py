@@ -3,25 +3,13 @@ has every row and the request goals hold (timings are the benchmark's business, 
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.fixtures.bench import run_quick
 
 
 def test_quick_run(tmp_path: Path) -> None:
-    out = tmp_path / "report.md"
-    proc = subprocess.run(
-        [sys.executable, "signatures.py", "--quick", "--output", str(out)],
-        cwd=REPO / "benchmarks",
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    text = out.read_text()
+    text = run_quick("signatures.py", tmp_path / "report.md", timeout=300)
     assert "<!-- signatures:begin -->" in text
     assert "| no-op sync of 10 signed tags: ≤ 1 manifest request per tag | 1.00 per tag | met |" in text
     assert "verification of one new version alone | signed (.sig tag)" in text

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import importlib
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.fixtures.bench import run_quick
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,17 +29,7 @@ def test_storage_section_is_kept(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (scripts/test-all)")
 def test_quick_run(tmp_path: Path) -> None:
-    out = tmp_path / "report.md"
-    proc = subprocess.run(
-        [sys.executable, "storage.py", "--quick", "--work-dir", str(tmp_path / "w"), "--output", str(out)],
-        cwd=REPO / "benchmarks",
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    text = out.read_text()
+    text = run_quick("storage.py", tmp_path / "report.md", "--work-dir", str(tmp_path / "w"), timeout=600)
     assert "<!-- storage:begin -->" in text and "| disk use / unique bytes |" in text
     assert "ETags identical" in text
     assert "| last version added to the others, median: reconcile |" in text
